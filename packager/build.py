@@ -1,0 +1,111 @@
+"""The online half, stage by stage: spec -> lock -> fetch -> manifest -> signed bundle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from packager import __version__
+from packager.bundle.assemble import assemble
+from packager.bundle.manifest import FileEntry, Manifest, ModelEntry, PackageEntry, Provenance
+from packager.cache import Cache
+from packager.errors import LockError
+from packager.fetch.models import fetch_models
+from packager.fetch.wheels import fetch_wheels
+from packager.lock import Lock, read_lock, write_lock
+from packager.lock.models import lock_models
+from packager.lock.python import lock_python
+from packager.signing import SecretKey
+from packager.spec import SpecFile
+
+log = logging.getLogger("packager")
+
+
+def lock(specfile: SpecFile, cache: Cache, *, relock: bool = False) -> Lock:
+    """Resolve what changed since the last lock (everything with ``relock``) and write ``models.lock``."""
+    previous = None if relock else read_lock(specfile.lock_path)
+    spec = specfile.spec
+    prev_py = previous.python if previous else None
+    if prev_py is not None and prev_py.spec_digest == spec.section_digest("python"):
+        py = prev_py
+        log.info("lock: python section unchanged, %d wheels reused", len(py.wheels))
+    elif spec.python.requirements:
+        py = lock_python(specfile)
+        log.info("lock: resolved %d wheels for %s", len(py.wheels), spec.target.python_platform)
+    else:
+        py = None
+    models = lock_models(specfile, cache, previous=previous.models if previous else None) if spec.models else None
+    new = Lock(python=py, models=models)
+    if previous is None or previous.dumps() != new.dumps():
+        write_lock(specfile.lock_path, new)
+        log.info("lock: wrote %s", specfile.lock_path)
+    return new
+
+
+def _created() -> str:
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    if sde is not None:
+        try:
+            when = dt.datetime.fromtimestamp(int(sde), tz=dt.UTC)
+        except ValueError:
+            raise LockError(f"SOURCE_DATE_EPOCH={sde!r} is not a whole number of seconds") from None
+    else:
+        when = dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
+    """The manifest of everything the lock names. Every blob must already be in the cache."""
+    files: list[FileEntry] = []
+    packages: list[PackageEntry] = []
+    if lk.python is not None:
+        for w in lk.python.wheels:
+            size = w.size if w.size is not None else cache.path(w.sha256).stat().st_size
+            files.append(FileEntry(path=f"wheels/{w.filename}", sha256=w.sha256, size=size))
+            packages.append(PackageEntry(name=w.name, version=w.version, file=f"wheels/{w.filename}"))
+    models: list[ModelEntry] = []
+    if lk.models is not None:
+        for m in lk.models.models:
+            root = f"models/{m.name}"
+            files += [FileEntry(path=f"{root}/{f.path}", sha256=f.sha256, size=f.size) for f in m.files]
+            models.append(ModelEntry(name=m.name, source=m.source, repo=m.repo or m.path, revision=m.revision,
+                                     commit=m.commit, root=root, files=len(m.files),
+                                     size=sum(f.size for f in m.files)))
+    spec_raw = specfile.path.read_bytes()
+    lock_raw = lk.dumps().encode()
+    for logical, raw in (("meta/models.yaml", spec_raw), ("meta/models.lock", lock_raw)):
+        files.append(FileEntry(path=logical, sha256=cache.put_bytes(raw, logical), size=len(raw)))
+    spec = specfile.spec
+    return Manifest(
+        bundle={"name": spec.bundle.name, "version": spec.bundle.version},
+        target=spec.target.model_dump(mode="json"),
+        provenance=Provenance(
+            packager_version=__version__,
+            spec_sha256=hashlib.sha256(spec_raw).hexdigest(),
+            lock_sha256=hashlib.sha256(lock_raw).hexdigest(),
+            created=_created(),
+        ),
+        packages=sorted(packages, key=lambda p: p.name),
+        models=sorted(models, key=lambda m: m.name),
+        files=sorted(files, key=lambda f: f.path),
+    )
+
+
+def fetch(lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
+    if lk.python is not None:
+        fetch_wheels(lk.python.wheels, cache, jobs=jobs)
+    if lk.models is not None:
+        fetch_models(lk.models.models, cache, jobs=jobs)
+
+
+def build(specfile: SpecFile, key: SecretKey, out: Path, cache: Cache, *, relock: bool = False,
+          jobs: int = 8) -> Path:
+    lk = lock(specfile, cache, relock=relock)
+    fetch(lk, cache, jobs=jobs)
+    manifest = make_manifest(specfile, lk, cache)
+    path = assemble(manifest, cache, out, key)
+    log.info("build: wrote %s (%d files, %d blobs)", path, len(manifest.files), len(manifest.blobs()))
+    return path

@@ -1,0 +1,69 @@
+"""Describe what a bundle carries: as a table for people, or JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from packager.bundle.manifest import Manifest
+from packager.progress import human_size
+
+
+def describe(manifest: Manifest, *, signed_by: str | None) -> dict[str, Any]:
+    sizes = {f.path: f.size for f in manifest.files}
+    return {
+        "bundle": manifest.bundle,
+        "target": manifest.target,
+        "provenance": manifest.provenance.model_dump(),
+        "signature": {"checked": signed_by is not None, "key_id": signed_by},
+        "packages": [
+            {"name": p.name, "version": p.version, "file": p.file, "size": sizes.get(p.file, 0)}
+            for p in manifest.packages
+        ],
+        "models": [m.model_dump() for m in manifest.models],
+        "totals": {
+            "files": len(manifest.files),
+            "blobs": len(manifest.blobs()),
+            "logical_size": manifest.total_size(),
+            "stored_size": sum(manifest.blobs().values()),
+        },
+    }
+
+
+def render_json(info: dict[str, Any]) -> str:
+    return json.dumps(info, indent=2, sort_keys=True)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*r) for r in rows]
+    return out
+
+
+def render_text(info: dict[str, Any]) -> str:
+    b, t, p, tot = info["bundle"], info["target"], info["provenance"], info["totals"]
+    sig = info["signature"]
+    lines = [
+        f"bundle   {b['name']} {b['version']}",
+        "target   " + ", ".join(f"{k}={v}" for k, v in t.items()),
+        f"built    {p['created']} by packager {p['packager_version']}",
+        "signed   " + (f"verified, key {sig['key_id']}" if sig["checked"] else "NOT CHECKED (pass --pubkey)"),
+        f"size     {human_size(tot['logical_size'])} in {tot['files']} files, "
+        f"{human_size(tot['stored_size'])} stored in {tot['blobs']} blobs",
+        "",
+        f"packages ({len(info['packages'])})",
+    ]
+    lines += _table(["name", "version", "size"],
+                    [[x["name"], x["version"], human_size(x["size"])] for x in info["packages"]])
+    lines += ["", f"models ({len(info['models'])})"]
+    lines += _table(
+        ["name", "source", "repo / path", "revision", "commit", "files", "size"],
+        [
+            [m["name"], m["source"], m["repo"] or "-", m["revision"] or "-", (m["commit"] or "-")[:12],
+             str(m["files"]), human_size(m["size"])]
+            for m in info["models"]
+        ],
+    )
+    return "\n".join(lines)

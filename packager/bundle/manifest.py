@@ -1,0 +1,155 @@
+"""The signed root of a bundle: ``manifest.json``. Every logical file with its sha256 and size.
+
+Layout of a bundle directory::
+
+    <name>-<version>/
+        manifest.json            canonical JSON (sorted keys), the only signed file
+        manifest.json.minisig    minisign signature over manifest.json
+        blobs/sha256/<digest>    each distinct content once
+
+Everything else is proven by the digests the manifest lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from packager.errors import BundleError
+
+SCHEMA = "airlock.bundle/v1"
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.minisig"
+BLOBS = "blobs/sha256"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FileEntry(_Frozen):
+    path: str  # logical path: wheels/<file>.whl, models/<name>/<rel>, meta/models.yaml
+    sha256: str
+    size: int = Field(ge=0)
+
+    @field_validator("path")
+    @classmethod
+    def _safe(cls, v: str) -> str:
+        p = PurePosixPath(v)
+        if p.is_absolute() or ".." in p.parts or "\\" in v or v != str(p) or not v:
+            raise ValueError(f"unsafe logical path {v!r}")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _HEX64.match(v):
+            raise ValueError(f"not a sha256 hex digest: {v!r}")
+        return v
+
+
+class PackageEntry(_Frozen):
+    name: str
+    version: str
+    file: str  # logical path of the wheel
+
+
+class ModelEntry(_Frozen):
+    name: str
+    source: Literal["huggingface", "modelscope", "local"]
+    repo: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+    root: str  # logical folder: models/<name>
+    files: int
+    size: int
+
+
+class Provenance(_Frozen):
+    packager_version: str
+    spec_sha256: str
+    lock_sha256: str
+    created: str  # ISO 8601 UTC; from SOURCE_DATE_EPOCH when set
+
+
+class Manifest(_Frozen):
+    schema_: str = Field(alias="schema", default=SCHEMA)
+    bundle: dict[str, str]
+    target: dict[str, str | None]
+    provenance: Provenance
+    packages: list[PackageEntry]
+    models: list[ModelEntry]
+    files: list[FileEntry]
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @property
+    def name(self) -> str:
+        return self.bundle["name"]
+
+    @property
+    def version(self) -> str:
+        return self.bundle["version"]
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.name}-{self.version}"
+
+    def blobs(self) -> dict[str, int]:
+        """Distinct digests with their sizes."""
+        return {f.sha256: f.size for f in self.files}
+
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def dumps(self) -> bytes:
+        data = self.model_dump(mode="json", by_alias=True)
+        return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def parse_manifest(raw: bytes, source: str) -> Manifest:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"manifest is not valid JSON: {exc}", where=source) from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise BundleError(f"unsupported manifest schema {found!r} (this packager reads {SCHEMA})", where=source,
+                          hint="use the packager version that built the bundle")
+    try:
+        m = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise BundleError(f"manifest is malformed: {exc}", where=source) from None
+    seen: dict[str, FileEntry] = {}
+    for f in m.files:
+        if f.path in seen:
+            raise BundleError(f"manifest lists {f.path} twice", where=source)
+        seen[f.path] = f
+    sizes: dict[str, int] = {}
+    for f in m.files:
+        if sizes.setdefault(f.sha256, f.size) != f.size:
+            raise BundleError(f"manifest gives two sizes for blob {f.sha256}", where=source)
+    return m
+
+
+def read_manifest_bytes(bundle: Path) -> bytes:
+    path = bundle / MANIFEST
+    if not bundle.is_dir():
+        raise BundleError("bundle directory not found", where=str(bundle),
+                          hint="pass the folder that holds manifest.json")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError("no manifest.json in the bundle", where=str(bundle),
+                          hint="pass the bundle folder (dist/<name>-<version>), not its parent") from None
+    return raw
+
+
+def read_manifest(bundle: Path) -> Manifest:
+    """Parse a bundle's manifest WITHOUT checking its signature (inspect without a key)."""
+    return parse_manifest(read_manifest_bytes(bundle), str(bundle / MANIFEST))

@@ -1,0 +1,176 @@
+"""Command line: parses, validates and calls the library. Errors are formatted here and only here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from packager import __version__
+from packager.errors import AirlockError
+
+if TYPE_CHECKING:
+    from packager.cache import Cache
+    from packager.signing import PublicKey
+    from packager.spec import SpecFile
+
+log = logging.getLogger("packager")
+
+
+def _keys(paths: Sequence[str] | None) -> list[PublicKey]:
+    from packager.signing import load_public_key
+
+    return [load_public_key(p) for p in paths or []]
+
+
+def cmd_keygen(a: argparse.Namespace) -> int:
+    from packager.signing import PASSWORD_ENV, write_keypair
+
+    password = os.environ.get(PASSWORD_ENV) or None
+    key, pub = write_keypair(a.out, password, force=a.force)
+    print(f"secret key: {key}{'' if password else '  (unencrypted; set ' + PASSWORD_ENV + ' to encrypt)'}")
+    print(f"public key: {pub}")
+    return 0
+
+
+def _spec_and_cache(a: argparse.Namespace) -> tuple[SpecFile, Cache]:
+    from packager.cache import Cache
+    from packager.spec import load_spec
+
+    return load_spec(a.models), Cache(Path(a.cache) if a.cache else None)
+
+
+def cmd_lock(a: argparse.Namespace) -> int:
+    from packager.build import lock
+
+    specfile, cache = _spec_and_cache(a)
+    lk = lock(specfile, cache, relock=a.relock)
+    wheels = len(lk.python.wheels) if lk.python else 0
+    models = len(lk.models.models) if lk.models else 0
+    print(f"{specfile.lock_path}: {wheels} wheels, {models} models")
+    return 0
+
+
+def cmd_build(a: argparse.Namespace) -> int:
+    from packager.build import build
+    from packager.signing import load_secret_key
+
+    specfile, cache = _spec_and_cache(a)
+    key = load_secret_key(a.key)  # fail on a bad key before downloading gigabytes
+    path = build(specfile, key, Path(a.out), cache, relock=a.relock, jobs=a.jobs)
+    print(path)
+    return 0
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    from packager.bundle.verify import verify_bundle
+
+    vb = verify_bundle(Path(a.bundle), _keys(a.pubkey), jobs=a.jobs)
+    m = vb.manifest
+    print(f"OK: {m.dirname}: signature by key {vb.signature.key.key_id_hex}, "
+          f"{len(m.files)} files in {len(m.blobs())} blobs verified")
+    return 0
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from packager.bundle.inspect import describe, render_json, render_text
+    from packager.bundle.manifest import read_manifest
+    from packager.bundle.verify import check_signature
+
+    bundle = Path(a.bundle)
+    if a.pubkey:
+        manifest, verified = check_signature(bundle, _keys(a.pubkey))
+        signed_by: str | None = verified.key.key_id_hex
+    else:
+        manifest, signed_by = read_manifest(bundle), None
+    info = describe(manifest, signed_by=signed_by)
+    print(render_json(info) if a.json else render_text(info))
+    return 0
+
+
+def cmd_unpack(a: argparse.Namespace) -> int:
+    from packager.bundle.unpack import unpack
+
+    dest = unpack(Path(a.bundle), Path(a.dest), _keys(a.pubkey), jobs=a.jobs)
+    print(dest)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m packager",
+        description="Build, sign, verify and unpack offline bundles for air-gapped model serving.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common_spec(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--models", required=True, metavar="SPEC", help="the spec, e.g. models.yaml")
+        sp.add_argument("--cache", metavar="DIR", help="download cache (default $AIRLOCK_CACHE or ~/.cache/airlock)")
+        sp.add_argument("--relock", action="store_true", help="resolve everything again, ignoring models.lock")
+
+    def jobs(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--jobs", "-j", type=int, default=8, metavar="N", help="parallel downloads/hashes")
+
+    def pubkey(sp: argparse.ArgumentParser, required: bool) -> None:
+        sp.add_argument("--pubkey", action="append", required=required, metavar="KEY",
+                        help="trusted minisign public key; repeat to trust several (key rotation)")
+
+    sp = sub.add_parser("keygen", help="make a minisign key pair: PREFIX.key and PREFIX.pub")
+    sp.add_argument("--out", required=True, metavar="PREFIX")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing key pair")
+    sp.set_defaults(func=cmd_keygen)
+
+    sp = sub.add_parser("lock", help="resolve the spec for the target and write models.lock beside it")
+    common_spec(sp)
+    sp.set_defaults(func=cmd_lock)
+
+    sp = sub.add_parser("build", help="lock, fetch, assemble and sign a bundle")
+    common_spec(sp)
+    sp.add_argument("--key", required=True, metavar="SECRET", help="minisign secret key")
+    sp.add_argument("--out", default="dist", metavar="DIR", help="where to write <name>-<version>/ (default dist/)")
+    jobs(sp)
+    sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser("verify", help="check the signature and every file of a bundle")
+    sp.add_argument("bundle", metavar="BUNDLE")
+    pubkey(sp, True)
+    jobs(sp)
+    sp.set_defaults(func=cmd_verify)
+
+    sp = sub.add_parser("inspect", help="show what a bundle carries")
+    sp.add_argument("bundle", metavar="BUNDLE")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    pubkey(sp, False)
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("unpack", help="verify, then materialise the bundle's files under DEST")
+    sp.add_argument("bundle", metavar="BUNDLE")
+    sp.add_argument("dest", metavar="DEST")
+    pubkey(sp, True)
+    jobs(sp)
+    sp.set_defaults(func=cmd_unpack)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "modelscope", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    try:
+        rc: int = args.func(args)
+    except AirlockError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; nothing incomplete was left under a final name", file=sys.stderr)
+        return 130
+    return rc

@@ -1,0 +1,100 @@
+"""The lock: everything the spec resolves to, pinned. Written beside the spec as ``models.lock`` (JSON).
+
+A later build from an unchanged lock resolves nothing again. Each section remembers the digest of the
+spec section it came from, so a change to the models does not re-resolve the wheels and vice versa.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from packager.errors import LockError
+
+LOCK_SCHEMA = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WheelLock(_Frozen):
+    """One wheel for the target: where it comes from and what its bytes must hash to."""
+
+    name: str  # normalised distribution name
+    version: str  # full version, local label included (2.13.0+cpu)
+    filename: str
+    url: str  # https://..., or file:///... for a find-links folder
+    sha256: str
+    size: int | None = None  # not every index publishes sizes; fetch records the real one
+
+
+class FileLock(_Frozen):
+    path: str  # relative path inside the model, POSIX separators
+    sha256: str
+    size: int
+
+
+class ModelLock(_Frozen):
+    name: str
+    source: Literal["huggingface", "modelscope", "local"]
+    repo: str | None = None
+    revision: str | None = None  # what the spec asked for (branch, tag or commit)
+    commit: str | None = None  # what it resolved to: immutable
+    path: str | None = None  # local models: the absolute source folder
+    files: list[FileLock]
+
+
+class PythonLock(_Frozen):
+    spec_digest: str
+    wheels: list[WheelLock]
+    resolver: str  # e.g. "uv 0.9.5"
+
+
+class ModelsLock(_Frozen):
+    spec_digest: str
+    models: list[ModelLock]
+
+
+class Lock(_Frozen):
+    schema_version: int = LOCK_SCHEMA
+    python: PythonLock | None = None
+    models: ModelsLock | None = None
+
+    def dumps(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def read_lock(path: Path) -> Lock | None:
+    """Return the lock at ``path``, or None when there is none. A corrupt lock is an error, never ignored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+        if data.get("schema_version") != LOCK_SCHEMA:
+            raise LockError(
+                f"lock schema {data.get('schema_version')!r} is not the supported {LOCK_SCHEMA}",
+                where=str(path),
+                hint="rebuild it with --relock",
+            )
+        return Lock.model_validate(data)
+    except (json.JSONDecodeError, ValidationError, AttributeError) as exc:
+        raise LockError(f"lock file is corrupt: {exc}", where=str(path), hint="delete it or pass --relock") from None
+
+
+def write_lock(path: Path, lock: Lock) -> None:
+    """Write atomically: a crash leaves the old lock or the new one, never half of either."""
+    fd, tmp = tempfile.mkstemp(prefix=".models.lock.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(lock.dumps())
+        Path(tmp).replace(path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

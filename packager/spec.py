@@ -1,0 +1,241 @@
+"""The user's spec (``models.yaml``): typed, frozen, validated with errors that name file, line and field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from packager.errors import SpecError
+
+_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BundleInfo(_Frozen):
+    name: Annotated[str, Field(pattern=_NAME_RE, max_length=64)]
+    version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$", max_length=64)]
+
+
+class Target(_Frozen):
+    os: Annotated[str, Field(pattern=r"^[a-z]+[0-9.]+$")] = "debian12"
+    arch: Literal["x86_64", "aarch64"] = "x86_64"
+    python: Annotated[str, Field(pattern=r"^3\.[0-9]{1,2}$")]
+    manylinux: Annotated[str, Field(pattern=r"^2_[0-9]{2}$")] = "2_28"
+    cuda: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]$")] | None = None
+
+    @field_validator("python", "cuda", mode="before")
+    @classmethod
+    def _quoted(cls, v: object) -> object:
+        if isinstance(v, (int, float)):
+            raise ValueError(f"write it as a quoted string, e.g. \"{v}\" (YAML reads 3.10 as the number 3.1)")
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _supported_python(cls, v: str) -> str:
+        if int(v.split(".")[1]) < 9:
+            raise ValueError(f"Python {v} is too old; targets must run Python >= 3.9")
+        return v
+
+    @property
+    def python_platform(self) -> str:
+        """The platform string uv understands, e.g. ``x86_64-manylinux_2_31``."""
+        return f"{self.arch}-manylinux_{self.manylinux}"
+
+    @property
+    def cuda_label(self) -> str:
+        """The local version label torch uses for this target: ``cu124`` or ``cpu``."""
+        return "cu" + self.cuda.replace(".", "") if self.cuda else "cpu"
+
+
+class PythonSection(_Frozen):
+    requirements: list[str] = Field(default_factory=list)
+    indexes: list[str] = Field(default_factory=list)
+    find_links: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    index_url: str = "https://pypi.org/simple"
+
+    @field_validator("requirements")
+    @classmethod
+    def _pep508(cls, v: list[str]) -> list[str]:
+        for i, line in enumerate(v):
+            try:
+                Requirement(line)
+            except InvalidRequirement as exc:
+                raise ValueError(f"requirements[{i}] {line!r} is not a PEP 508 requirement: {exc}") from None
+        return v
+
+    @field_validator("exclude")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.match(_NAME_RE, name):
+                raise ValueError(f"{name!r} is not a distribution name")
+        return v
+
+
+class _ModelBase(_Frozen):
+    name: Annotated[str, Field(pattern=_NAME_RE, max_length=64)]
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+
+class HubModel(_ModelBase):
+    source: Literal["huggingface", "modelscope"]
+    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    revision: Annotated[str, Field(min_length=1)] = "main"
+
+
+class LocalModel(_ModelBase):
+    source: Literal["local"]
+    path: Path
+
+
+ModelSpec = Annotated[HubModel | LocalModel, Field(discriminator="source")]
+
+
+class Spec(_Frozen):
+    bundle: BundleInfo
+    target: Target
+    python: PythonSection = Field(default_factory=PythonSection)
+    models: list[ModelSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> Spec:
+        seen: set[str] = set()
+        for m in self.models:
+            if m.name in seen:
+                raise ValueError(f"model name {m.name!r} is used twice; names must be unique")
+            seen.add(m.name)
+        return self
+
+    def section_digest(self, section: str) -> str:
+        """sha256 of one section's canonical JSON: tells the lock which parts of the spec changed."""
+        data = self.model_dump(mode="json")
+        if section == "python":
+            payload: Any = {"target": data["target"], "python": data["python"]}
+        else:
+            payload = data[section]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class SpecFile(_Frozen):
+    """A parsed spec together with where it came from (relative paths resolve against ``folder``)."""
+
+    path: Path
+    spec: Spec
+    sha256: str
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: Path | str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else (self.folder / q).resolve()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_suffix(".lock")
+
+
+def _line_index(node: yaml.Node, prefix: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    out[prefix] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            out[(*prefix, k)] = key.start_mark.line + 1
+            _line_index(value, (*prefix, k), out)
+            # keep the key's line for the key itself (unknown-key errors point there)
+            out[(*prefix, k)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*prefix, i), out)
+
+
+def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
+    # pydantic puts discriminator tags into loc ("models", 0, "local", "path"): drop what is not in YAML
+    path: tuple[str | int, ...] = ()
+    best = lines.get(())
+    for part in loc:
+        cand = (*path, part)
+        if cand in lines:
+            path = cand
+            best = lines[cand]
+    return best
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("huggingface", "modelscope", "local"))
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see README for the allowed keys)"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    elif err["type"] == "union_tag_invalid":
+        msg = "source must be one of huggingface, modelscope, local"
+    elif err["type"] == "literal_error":
+        msg = f"must be {err.get('ctx', {}).get('expected', 'one of the allowed values')}"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if "input" in err and err["type"] not in ("missing", "extra_forbidden") and not isinstance(
+        err["input"], (dict, list)
+    ):
+        msg += f" (got {err['input']!r})"
+    return f"{loc or '<top>'}: {msg}"
+
+
+def parse_spec(text: str, source: str = "<spec>") -> Spec:
+    """Parse and validate spec text. Raises SpecError naming file, line and field for every problem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise SpecError(f"not valid YAML: {getattr(exc, 'problem', exc)}", where=where) from None
+    if node is None or not isinstance(data, dict):
+        raise SpecError(
+            "the spec must be a mapping with at least 'bundle' and 'target'",
+            where=source,
+            hint="start from the demo models.yaml at the repository root",
+        )
+    lines: dict[tuple[str | int, ...], int] = {}
+    _line_index(node, (), lines)
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            line = _line_for(tuple(err["loc"]), lines)
+            problems.append(f"{source}:{line}: {_describe(dict(err))}" if line else f"{source}: {_describe(dict(err))}")
+        raise SpecError(
+            f"{len(problems)} problem(s) in the spec:\n  " + "\n  ".join(problems),
+            hint="fix the fields named above; unknown keys are errors so typos never pass silently",
+        ) from None
+
+
+def load_spec(path: Path | str) -> SpecFile:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("spec file not found", where=str(p), hint="pass --models PATH/TO/models.yaml") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read spec: {exc.strerror}", where=str(p)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("spec is not UTF-8 text", where=str(p)) from None
+    spec = parse_spec(text, str(p))
+    return SpecFile(path=p.resolve(), spec=spec, sha256=hashlib.sha256(raw).hexdigest())
