@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up everything, then run the main job on the demo spec (models.yaml): generate the tiny demo model,
+# make a signing key (once), build and sign dist/demo-1.0.0, verify it as the offline side would.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+py=.venv/bin/python
+[[ -f demo/models/tiny-llama/config.json ]] || $py scripts/tinymodels.py llama demo/models/tiny-llama
+[[ -f demo/keys/demo.key ]] || $py -m packager keygen --out demo/keys/demo
+$py -m packager build --models models.yaml --key demo/keys/demo.key --out dist
+$py -m packager verify dist/demo-1.0.0 --pubkey demo/keys/demo.pub
+$py -m packager inspect dist/demo-1.0.0 --pubkey demo/keys/demo.pub
