@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from packager.errors import CacheError, FetchError
@@ -34,6 +35,23 @@ class Cache:
         except OSError as exc:
             raise CacheError(f"cannot create the cache: {exc.strerror}", where=str(self.root),
                              hint="pass --cache DIR or set AIRLOCK_CACHE to a writable folder") from None
+
+        self._sweep_tmp()
+
+    def _sweep_tmp(self, max_age_s: float = 2 * 86400) -> None:
+        """Drop scratch files and folders of builds killed long ago (recent ones may belong to a running
+        build, and partial downloads are kept a while so a rerun resumes them)."""
+        cutoff = time.time() - max_age_s
+        for entry in (self.root / "tmp").iterdir():
+            try:
+                if entry.lstat().st_mtime >= cutoff:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+            except OSError:
+                continue
 
     def path(self, digest: str) -> Path:
         return self.root / "sha256" / digest[:2] / digest

@@ -93,7 +93,14 @@ class _ModelBase(_Frozen):
 class HubModel(_ModelBase):
     source: Literal["huggingface", "modelscope"]
     repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")]
-    revision: Annotated[str, Field(min_length=1)] = "main"
+    revision: Annotated[str, Field(min_length=1)] | None = None  # None: the hub's default branch
+
+    @property
+    def ref(self) -> str:
+        """The revision to resolve: as given, else the hub's default branch (main on HF, master on ModelScope)."""
+        if self.revision is not None:
+            return self.revision
+        return "main" if self.source == "huggingface" else "master"
 
 
 class LocalModel(_ModelBase):

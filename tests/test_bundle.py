@@ -196,3 +196,18 @@ def test_unsafe_logical_path_rejected() -> None:
         FileEntry(path="../etc/passwd", sha256="0" * 64, size=1)
     with pytest.raises(ValueError, match="unsafe"):
         FileEntry(path="/etc/passwd", sha256="0" * 64, size=1)
+
+
+def test_cache_sweeps_only_stale_scratch(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "c")
+    old_dir = cache.root / "tmp" / "models.abc"
+    old_dir.mkdir()
+    (old_dir / "x.incomplete").write_bytes(b"half")
+    old_file = cache.root / "tmp" / "f.part"
+    old_file.write_bytes(b"partial")
+    fresh = cache.root / "tmp" / "g.part"
+    fresh.write_bytes(b"partial")
+    for p in (old_dir, old_file):
+        os.utime(p, (0, 0))
+    Cache(tmp_path / "c")
+    assert not old_dir.exists() and not old_file.exists() and fresh.exists()

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
+import tinymodels
 from safetensors import safe_open
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import tinymodels
 
 EXPECTED_FILES = {
     "README.md",
