@@ -94,17 +94,17 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
     )
 
 
-def fetch(lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
+def fetch(specfile: SpecFile, lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
     if lk.python is not None:
         fetch_wheels(lk.python.wheels, cache, jobs=jobs)
     if lk.models is not None:
-        fetch_models(lk.models.models, cache, jobs=jobs)
+        fetch_models(lk.models.models, cache, jobs=jobs, base=specfile.folder)
 
 
 def build(specfile: SpecFile, key: SecretKey, out: Path, cache: Cache, *, relock: bool = False,
           jobs: int = 8) -> Path:
     lk = lock(specfile, cache, relock=relock)
-    fetch(lk, cache, jobs=jobs)
+    fetch(specfile, lk, cache, jobs=jobs)
     manifest = make_manifest(specfile, lk, cache)
     path = assemble(manifest, cache, out, key)
     log.info("build: wrote %s (%d files, %d blobs)", path, len(manifest.files), len(manifest.blobs()))

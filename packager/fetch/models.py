@@ -271,6 +271,7 @@ class _Job:
     index: int
     model: ModelLock
     file: FileLock
+    base: Path | None = None
 
     @property
     def where(self) -> str:
@@ -282,7 +283,7 @@ class _Job:
 def _fetch_one(job: _Job, cache: Cache, workdir: Path, progress: Progress, bar: type[tqdm[Any]]) -> None:
     m, f = job.model, job.file
     if m.source == "local":
-        src = Path(m.path or "") / f.path
+        src = (job.base or Path.cwd()) / (m.path or "") / f.path
         if not src.is_file():
             raise FetchError("file is gone from the local model folder since locking", where=job.where,
                              hint="restore it, or run with --relock to lock the folder as it is now")
@@ -305,8 +306,10 @@ def _fetch_one(job: _Job, cache: Cache, workdir: Path, progress: Progress, bar: 
     adopt(cache, got, expected_sha256=f.sha256, expected_size=f.size, what=job.where)
 
 
-def fetch_models(models: list[ModelLock], cache: Cache, jobs: int = 8) -> None:
+def fetch_models(models: list[ModelLock], cache: Cache, jobs: int = 8, *, base: Path | None = None) -> None:
     """Make sure every file of every locked model is in ``cache`` under its sha256, downloading what is missing.
+
+    ``base`` is the spec's folder: relative local model paths in the lock resolve against it.
 
     Downloads run in parallel, largest first. A file whose bytes do not match the lock raises FetchError and
     never enters the cache; the first failure cancels the downloads not yet started.
@@ -315,7 +318,7 @@ def fetch_models(models: list[ModelLock], cache: Cache, jobs: int = 8) -> None:
     for i, model in enumerate(models):
         for f in model.files:
             if f.sha256 not in todo and not cache.has(f.sha256, f.size):
-                todo[f.sha256] = _Job(i, model, f)
+                todo[f.sha256] = _Job(i, model, f, base)
     if not todo:
         log.info("models: all %d file(s) already in the cache", sum(len(m.files) for m in models))
         return

@@ -274,4 +274,6 @@ def _lock_local(model: LocalModel, specfile: SpecFile, cache: Cache, where: str)
             cache.ingest(p, expected_sha256=digest, what=f"{where}: {rel}")
         files.append(FileLock(path=rel, sha256=digest, size=size))
     log.info("%s: local %s, %d file(s)", where, root, len(files))
-    return ModelLock(name=model.name, source="local", path=str(root), files=_sorted(files))
+    # recorded relative to the spec's folder when inside it, so the lock is the same on every checkout
+    recorded = root.relative_to(specfile.folder).as_posix() if root.is_relative_to(specfile.folder) else str(root)
+    return ModelLock(name=model.name, source="local", path=recorded, files=_sorted(files))
