@@ -22,7 +22,9 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -x .venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   echo "setup: creating .venv" >&2
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # this machine's pip config may name file:// indexes that do not exist for every package: quiet that noise
+  quiet() { "$@" 2> >(grep -v -e 'is ignored: it is neither a file nor a directory' -e '^$' >&2); }
+  quiet .venv/bin/python -m pip install -q --upgrade pip
+  quiet .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" >"$stamp"
 fi
