@@ -12,6 +12,7 @@ from packager import __version__
 from packager.bundle.assemble import assemble
 from packager.bundle.manifest import FileEntry, Manifest, ModelEntry, PackageEntry, Provenance
 from packager.cache import Cache
+from packager.controller import controller_files, controller_requirements, lock_controller, source_root
 from packager.errors import LockError
 from packager.fetch.models import fetch_models
 from packager.fetch.wheels import fetch_wheels
@@ -38,7 +39,16 @@ def lock(specfile: SpecFile, cache: Cache, *, relock: bool = False) -> Lock:
     else:
         py = None
     models = lock_models(specfile, cache, previous=previous.models if previous else None) if spec.models else None
-    new = Lock(python=py, models=models)
+    controller = None
+    if spec.controller is not None:
+        prev_c = previous.controller if previous else None
+        controller = lock_controller(spec, controller_requirements(spec, source_root()), previous=prev_c)
+        if controller is prev_c:
+            log.info("lock: controller section unchanged, %d wheels reused", len(controller.wheels))
+        else:
+            log.info("lock: resolved %d controller wheels for Python %s", len(controller.wheels),
+                     spec.controller.python or spec.target.python)
+    new = Lock(python=py, models=models, controller=controller)
     if previous is None or previous.dumps() != new.dumps():
         write_lock(specfile.lock_path, new)
         log.info("lock: wrote %s", specfile.lock_path)
@@ -74,6 +84,10 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
             models.append(ModelEntry(name=m.name, source=m.source, repo=m.repo or m.path, revision=m.revision,
                                      commit=m.commit, root=root, files=len(m.files),
                                      size=sum(f.size for f in m.files)))
+    controller = None
+    if specfile.spec.controller is not None:
+        cfiles, controller = controller_files(specfile.spec, lk.controller, cache)
+        files += cfiles
     spec_raw = specfile.path.read_bytes()
     lock_raw = lk.dumps().encode()
     for logical, raw in (("meta/models.yaml", spec_raw), ("meta/models.lock", lock_raw)):
@@ -91,12 +105,14 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
         packages=sorted(packages, key=lambda p: p.name),
         models=sorted(models, key=lambda m: m.name),
         files=sorted(files, key=lambda f: f.path),
+        controller=controller,
     )
 
 
 def fetch(specfile: SpecFile, lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
-    if lk.python is not None:
-        fetch_wheels(lk.python.wheels, cache, jobs=jobs)
+    wheels = [*(lk.python.wheels if lk.python else []), *(lk.controller.wheels if lk.controller else [])]
+    if wheels:
+        fetch_wheels(wheels, cache, jobs=jobs)
     if lk.models is not None:
         fetch_models(lk.models.models, cache, jobs=jobs, base=specfile.folder)
 

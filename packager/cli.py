@@ -37,6 +37,25 @@ def cmd_keygen(a: argparse.Namespace) -> int:
     return 0
 
 
+#: Imported by lock and build only (the ``build`` extra); the offline control node does without them.
+_BUILD_MODULES = ("httpx", "tqdm", "requests", "huggingface_hub", "modelscope")
+
+
+def _need_build_extra() -> None:
+    import importlib.util
+
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):
+            return True
+
+    missing = [m for m in _BUILD_MODULES if absent(m)]
+    if missing:
+        raise AirlockError(f"building bundles needs {', '.join(missing)}, which this environment lacks",
+                           hint="pip install 'airlock-packager[build]' (verify, inspect and unpack work without)")
+
+
 def _spec_and_cache(a: argparse.Namespace) -> tuple[SpecFile, Cache]:
     from packager.cache import Cache
     from packager.spec import load_spec
@@ -45,6 +64,7 @@ def _spec_and_cache(a: argparse.Namespace) -> tuple[SpecFile, Cache]:
 
 
 def cmd_lock(a: argparse.Namespace) -> int:
+    _need_build_extra()
     from packager.build import lock
 
     specfile, cache = _spec_and_cache(a)
@@ -56,6 +76,7 @@ def cmd_lock(a: argparse.Namespace) -> int:
 
 
 def cmd_build(a: argparse.Namespace) -> int:
+    _need_build_extra()
     from packager.build import build
     from packager.signing import load_secret_key
 

@@ -11,6 +11,10 @@ import sys
 import threading
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm import tqdm as tqdm_type
 
 log = logging.getLogger("packager")
 
@@ -20,6 +24,15 @@ def _bars_enabled() -> bool:
     if env is not None:
         return env not in ("0", "false", "no")
     return sys.stderr.isatty()
+
+
+def _tqdm() -> type[tqdm_type[Any]] | None:
+    """tqdm, if installed: the offline control node runs verify/unpack without it (plain log lines)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
 
 
 class Progress:
@@ -32,9 +45,8 @@ class Progress:
         self._lock = threading.Lock()
         self._last_log = 0.0
         self._bar = None
-        if _bars_enabled():
-            from tqdm import tqdm
-
+        tqdm = _tqdm() if _bars_enabled() else None
+        if tqdm is not None:
             self._bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=1024,
                              file=sys.stderr, leave=True)
         else:

@@ -58,6 +58,15 @@ class Target(_Frozen):
         return "cu" + self.cuda.replace(".", "") if self.cuda else "cpu"
 
 
+def _pep508(v: list[str]) -> list[str]:
+    for i, line in enumerate(v):
+        try:
+            Requirement(line)
+        except InvalidRequirement as exc:
+            raise ValueError(f"requirements[{i}] {line!r} is not a PEP 508 requirement: {exc}") from None
+    return v
+
+
 class PythonSection(_Frozen):
     requirements: list[str] = Field(default_factory=list)
     indexes: list[str] = Field(default_factory=list)
@@ -68,12 +77,7 @@ class PythonSection(_Frozen):
     @field_validator("requirements")
     @classmethod
     def _pep508(cls, v: list[str]) -> list[str]:
-        for i, line in enumerate(v):
-            try:
-                Requirement(line)
-            except InvalidRequirement as exc:
-                raise ValueError(f"requirements[{i}] {line!r} is not a PEP 508 requirement: {exc}") from None
-        return v
+        return _pep508(v)
 
     @field_validator("exclude")
     @classmethod
@@ -82,6 +86,45 @@ class PythonSection(_Frozen):
             if not re.match(_NAME_RE, name):
                 raise ValueError(f"{name!r} is not a distribution name")
         return v
+
+
+#: The oldest Python the offline control node may run: the packager and ansible-core 2.19 need 3.11.
+CONTROLLER_MIN_PYTHON = (3, 11)
+
+
+class ControllerSection(_Frozen):
+    """What the offline control node needs to run the deploy; each platform field defaults to the target's."""
+
+    python: Annotated[str, Field(pattern=r"^3\.[0-9]{1,2}$")] | None = None
+    manylinux: Annotated[str, Field(pattern=r"^2_[0-9]{2}$")] | None = None
+    arch: Literal["x86_64", "aarch64"] | None = None
+    requirements: list[str] = Field(default_factory=list)  # PEP 508 lines on top of the defaults
+    defaults: bool = True  # ansible-core and ansible; the packager and its runtime dependencies always come
+
+    @field_validator("python", mode="before")
+    @classmethod
+    def _quoted(cls, v: object) -> object:
+        if isinstance(v, (int, float)):
+            raise ValueError(f"write it as a quoted string, e.g. \"{v}\" (YAML reads 3.10 as the number 3.1)")
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _new_enough(cls, v: str | None) -> str | None:
+        if v is not None and tuple(int(x) for x in v.split(".")) < CONTROLLER_MIN_PYTHON:
+            raise ValueError(_too_old(v))
+        return v
+
+    @field_validator("requirements")
+    @classmethod
+    def _pep508(cls, v: list[str]) -> list[str]:
+        return _pep508(v)
+
+
+def _too_old(v: str) -> str:
+    need = ".".join(map(str, CONTROLLER_MIN_PYTHON))
+    return (f"the control node's Python {v} is too old: the packager and ansible-core need >= {need} "
+            "(set controller.python to the Python of the offline control node)")
 
 
 class _ModelBase(_Frozen):
@@ -116,6 +159,7 @@ class Spec(_Frozen):
     target: Target
     python: PythonSection = Field(default_factory=PythonSection)
     models: list[ModelSpec] = Field(default_factory=list)
+    controller: ControllerSection | None = None  # absent: the bundle carries no control node
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Spec:
@@ -126,11 +170,33 @@ class Spec(_Frozen):
             seen.add(m.name)
         return self
 
+    @model_validator(mode="after")
+    def _controller_python(self) -> Spec:
+        if self.controller is not None and self.controller.python is None:
+            v = self.target.python
+            if tuple(int(x) for x in v.split(".")) < CONTROLLER_MIN_PYTHON:
+                raise ValueError("controller.python defaults to target.python: " + _too_old(v))
+        return self
+
+    @property
+    def controller_target(self) -> Target | None:
+        """The platform the offline control node's wheels are resolved for (None without a controller)."""
+        c = self.controller
+        if c is None:
+            return None
+        t = self.target
+        return Target(os=t.os, arch=c.arch or t.arch, python=c.python or t.python,
+                      manylinux=c.manylinux or t.manylinux, cuda=None)
+
     def section_digest(self, section: str) -> str:
         """sha256 of one section's canonical JSON: tells the lock which parts of the spec changed."""
         data = self.model_dump(mode="json")
         if section == "python":
             payload: Any = {"target": data["target"], "python": data["python"]}
+        elif section == "controller":
+            ct = self.controller_target
+            payload = {"target": ct.model_dump(mode="json") if ct else None, "controller": data["controller"],
+                       "index_url": data["python"]["index_url"]}
         else:
             payload = data[section]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

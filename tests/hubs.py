@@ -254,6 +254,12 @@ class _Hub:
             return True
         return req.headers.get("authorization") == f"Bearer {self.token}"
 
+    def __enter__(self) -> _Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()

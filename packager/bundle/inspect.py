@@ -21,6 +21,7 @@ def describe(manifest: Manifest, *, signed_by: str | None) -> dict[str, Any]:
             for p in manifest.packages
         ],
         "models": [m.model_dump() for m in manifest.models],
+        "controller": _controller(manifest),
         "totals": {
             "files": len(manifest.files),
             "blobs": len(manifest.blobs()),
@@ -28,6 +29,15 @@ def describe(manifest: Manifest, *, signed_by: str | None) -> dict[str, Any]:
             "stored_size": sum(manifest.blobs().values()),
         },
     }
+
+
+def _controller(manifest: Manifest) -> dict[str, Any] | None:
+    c = manifest.controller
+    if c is None:
+        return None
+    size = sum(f.size for f in manifest.files if f.path.startswith("controller/"))
+    boot = next((f.sha256 for f in manifest.files if f.path == c.bootstrap), None)
+    return {**c.model_dump(), "size": size, "bootstrap_sha256": boot}
 
 
 def render_json(info: dict[str, Any]) -> str:
@@ -66,4 +76,10 @@ def render_text(info: dict[str, Any]) -> str:
             for m in info["models"]
         ],
     )
+    c = info.get("controller")
+    lines += ["", "controller " + (
+        f"Python {c['python']} ({c['arch']}, manylinux {c['manylinux']}): {c['wheels']} wheels, "
+        f"ansible-core {c['ansible_core'] or '-'}, packager wheel {'yes' if c['packager'] else 'NO'}, "
+        f"{c['deploy_files']} deploy files, {human_size(c['size'])}; {c['bootstrap']} is blob "
+        f"{c['bootstrap_sha256']}" if c else "none (the spec has no controller section)")]
     return "\n".join(lines)

@@ -33,7 +33,7 @@ class _Frozen(BaseModel):
 
 
 class FileEntry(_Frozen):
-    path: str  # logical path: wheels/<file>.whl, models/<name>/<rel>, meta/models.yaml
+    path: str  # logical path: wheels/<file>.whl, models/<name>/<rel>, meta/models.yaml, controller/...
     sha256: str
     size: int = Field(ge=0)
 
@@ -70,6 +70,19 @@ class ModelEntry(_Frozen):
     size: int
 
 
+class ControllerEntry(_Frozen):
+    """What the bundle carries for the offline control node, under ``controller/``."""
+
+    python: str  # the control node's Python, e.g. "3.11": the wheels only install there
+    arch: str
+    manylinux: str
+    wheels: int  # controller/wheels/*.whl, the packager's own wheel included
+    ansible_core: str | None = None  # version of the ansible-core wheel, if any
+    packager: str | None = None  # logical path of the packager's own wheel
+    deploy_files: int = 0  # files under controller/deploy/
+    bootstrap: str = "controller/bootstrap.py"
+
+
 class Provenance(_Frozen):
     packager_version: str
     spec_sha256: str
@@ -85,6 +98,7 @@ class Manifest(_Frozen):
     packages: list[PackageEntry]
     models: list[ModelEntry]
     files: list[FileEntry]
+    controller: ControllerEntry | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -109,6 +123,8 @@ class Manifest(_Frozen):
 
     def dumps(self) -> bytes:
         data = self.model_dump(mode="json", by_alias=True)
+        if data["controller"] is None:
+            del data["controller"]  # manifests without a control node stay as they were
         return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 

@@ -65,9 +65,14 @@ class Lock(_Frozen):
     schema_version: int = LOCK_SCHEMA
     python: PythonLock | None = None
     models: ModelsLock | None = None
+    #: wheels for the offline control node (``spec.controller``), resolved for its own Python and platform
+    controller: PythonLock | None = None
 
     def dumps(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        data = self.model_dump(mode="json")
+        if data["controller"] is None:
+            del data["controller"]  # locks of specs without a controller stay as they were
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def read_lock(path: Path) -> Lock | None:
@@ -92,6 +97,9 @@ def read_lock(path: Path) -> Lock | None:
 def write_lock(path: Path, lock: Lock) -> None:
     """Write atomically: a crash leaves the old lock or the new one, never half of either."""
     fd, tmp = tempfile.mkstemp(prefix=".models.lock.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # a lock is shared like any source file, not private like mkstemp's 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(lock.dumps())

@@ -38,7 +38,8 @@ from packager.hashing import sha256_file
 from packager.lock import PythonLock, WheelLock
 from packager.spec import PythonSection, SpecFile, Target
 
-__all__ = ["TORCH_FAMILY", "find_uv", "lock_python", "target_platforms", "target_tags"]
+__all__ = ["TORCH_FAMILY", "find_uv", "lock_python", "resolve_wheels", "target_platforms", "target_tags",
+           "uv_env", "uv_version"]
 
 #: Packages whose local version label names the CUDA (or CPU) build they were compiled for.
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
@@ -73,7 +74,8 @@ def find_uv(uv: str | None = None) -> str:
 
 
 @functools.cache
-def _uv_version(uv: str) -> str:
+def uv_version(uv: str) -> str:
+    """``uv X.Y.Z``: recorded in the lock as the resolver."""
     try:
         out = subprocess.run([uv, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
     except (OSError, subprocess.SubprocessError) as exc:
@@ -82,7 +84,8 @@ def _uv_version(uv: str) -> str:
     return f"uv {m.group(1)}" if m else out.strip()
 
 
-def _uv_env() -> dict[str, str]:
+def uv_env() -> dict[str, str]:
+    """This process's environment for uv, without the machine's uv/pip configuration."""
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith(("UV_", "PIP_")) and k not in _UV_ENV_KEEP)}
     env["UV_PYTHON_DOWNLOADS"] = "never"
@@ -137,11 +140,16 @@ def lock_python(specfile: SpecFile, *, previous: PythonLock | None = None, uv: s
         return PythonLock(spec_digest=digest, wheels=[], resolver="none")
     uv_bin = find_uv(uv)
     find_links = [_find_link(specfile, f) for f in py.find_links]
-    packages = _resolve(uv_bin, spec.target, py, find_links)
-    wheels = _wheels_from_pylock(packages, spec.target)
+    wheels = resolve_wheels(uv_bin, spec.target, py, find_links)
     _check_torch(wheels, spec.target, py, find_links)
-    return PythonLock(spec_digest=digest, wheels=sorted(wheels, key=lambda w: w.name),
-                      resolver=_uv_version(uv_bin))
+    return PythonLock(spec_digest=digest, wheels=wheels, resolver=uv_version(uv_bin))
+
+
+def resolve_wheels(uv: str, target: Target, py: PythonSection, find_links: list[str]) -> list[WheelLock]:
+    """Pin ``py.requirements`` to one wheel each for ``target`` (its Python and platform, not this host's),
+    sorted by name. Only ``py``'s indexes and ``find_links`` are asked. Raises LockError / NoWheelError."""
+    packages = _resolve(uv, target, py, find_links)
+    return sorted(_wheels_from_pylock(packages, target), key=lambda w: w.name)
 
 
 def _find_link(specfile: SpecFile, entry: str) -> str:
@@ -215,7 +223,7 @@ def _run_uv(uv: str, target: Target, py: PythonSection, find_links: list[str], t
         cmd += ["--excludes", str(excludes)]
     cmd += ["-o", str(out), str(req)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_uv_env(), cwd=tmp,
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=uv_env(), cwd=tmp,
                               timeout=_UV_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise LockError(f"uv did not finish resolving within {_UV_TIMEOUT_S} s",
