@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Set up everything (scripts/setup.sh), then run the linters, the type checker and the whole test suite.
+# Set up everything (scripts/setup.sh: system packages, .venv, the podman test fleet), then run the
+# linters, the type checker, the whole pytest suite and the Molecule scenarios.
+# AIRLOCK_SKIP_MOLECULE=1 leaves the Molecule scenarios out (for a quick run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" >&2
-.venv/bin/ruff check .
+ruff check .
 echo "== mypy" >&2
-.venv/bin/mypy
+mypy
+echo "== ansible-lint" >&2
+ansible-lint -q
 echo "== pytest" >&2
-exec .venv/bin/pytest "$@"
+pytest "$@"
+if [[ ${AIRLOCK_SKIP_MOLECULE:-0} != 1 ]]; then
+  for scenario in default fleet; do
+    echo "== molecule test -s $scenario" >&2
+    molecule test -s "$scenario"
+  done
+fi
