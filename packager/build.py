@@ -9,14 +9,17 @@ import os
 from pathlib import Path
 
 from packager import __version__
+from packager.bundle.aptrepo import apt_repo_files
 from packager.bundle.assemble import assemble
 from packager.bundle.manifest import FileEntry, Manifest, ModelEntry, PackageEntry, Provenance
 from packager.cache import Cache
 from packager.controller import controller_files, controller_requirements, lock_controller, source_root
 from packager.errors import LockError
+from packager.fetch.apt import fetch_debs
 from packager.fetch.models import fetch_models
 from packager.fetch.wheels import fetch_wheels
 from packager.lock import Lock, read_lock, write_lock
+from packager.lock.apt import lock_apt
 from packager.lock.models import lock_models
 from packager.lock.python import lock_python
 from packager.signing import SecretKey
@@ -48,14 +51,21 @@ def lock(specfile: SpecFile, cache: Cache, *, relock: bool = False) -> Lock:
         else:
             log.info("lock: resolved %d controller wheels for Python %s", len(controller.wheels),
                      spec.controller.python or spec.target.python)
-    new = Lock(python=py, models=models, controller=controller)
+    prev_apt = previous.apt if previous else None
+    apt = lock_apt(specfile, cache, previous=prev_apt)
+    if apt is not None and apt is prev_apt:
+        log.info("lock: system packages unchanged, %d debs reused", len(apt.debs))
+    elif apt is not None:
+        log.info("lock: resolved %d debs for %s (%s) with %s", len(apt.debs), apt.arch, apt.base, apt.resolver)
+    new = Lock(python=py, models=models, controller=controller, apt=apt)
     if previous is None or previous.dumps() != new.dumps():
         write_lock(specfile.lock_path, new)
         log.info("lock: wrote %s", specfile.lock_path)
     return new
 
 
-def _created() -> str:
+def _when() -> dt.datetime:
+    """The build's time: ``SOURCE_DATE_EPOCH`` when set (reproducible builds), else now (whole seconds, UTC)."""
     sde = os.environ.get("SOURCE_DATE_EPOCH")
     if sde is not None:
         try:
@@ -64,11 +74,12 @@ def _created() -> str:
             raise LockError(f"SOURCE_DATE_EPOCH={sde!r} is not a whole number of seconds") from None
     else:
         when = dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
-    return when.isoformat().replace("+00:00", "Z")
+    return when
 
 
 def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
     """The manifest of everything the lock names. Every blob must already be in the cache."""
+    when = _when()
     files: list[FileEntry] = []
     packages: list[PackageEntry] = []
     if lk.python is not None:
@@ -88,6 +99,11 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
     if specfile.spec.controller is not None:
         cfiles, controller = controller_files(specfile.spec, lk.controller, cache)
         files += cfiles
+    debs = None
+    if lk.apt is not None:
+        b = specfile.spec.bundle
+        afiles, debs = apt_repo_files(lk.apt, cache, label=b.name, version=b.version, when=when)
+        files += afiles
     spec_raw = specfile.path.read_bytes()
     lock_raw = lk.dumps().encode()
     for logical, raw in (("meta/models.yaml", spec_raw), ("meta/models.lock", lock_raw)):
@@ -100,12 +116,13 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
             packager_version=__version__,
             spec_sha256=hashlib.sha256(spec_raw).hexdigest(),
             lock_sha256=hashlib.sha256(lock_raw).hexdigest(),
-            created=_created(),
+            created=when.isoformat().replace("+00:00", "Z"),
         ),
         packages=sorted(packages, key=lambda p: p.name),
         models=sorted(models, key=lambda m: m.name),
         files=sorted(files, key=lambda f: f.path),
         controller=controller,
+        system_packages=debs,
     )
 
 
@@ -115,6 +132,8 @@ def fetch(specfile: SpecFile, lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
         fetch_wheels(wheels, cache, jobs=jobs)
     if lk.models is not None:
         fetch_models(lk.models.models, cache, jobs=jobs, base=specfile.folder)
+    if lk.apt is not None:
+        fetch_debs(lk.apt.debs, cache, jobs=jobs)
 
 
 def build(specfile: SpecFile, key: SecretKey, out: Path, cache: Cache, *, relock: bool = False,

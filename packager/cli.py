@@ -71,7 +71,8 @@ def cmd_lock(a: argparse.Namespace) -> int:
     lk = lock(specfile, cache, relock=a.relock)
     wheels = len(lk.python.wheels) if lk.python else 0
     models = len(lk.models.models) if lk.models else 0
-    print(f"{specfile.lock_path}: {wheels} wheels, {models} models")
+    debs = f", {len(lk.apt.debs)} debs" if lk.apt else ""
+    print(f"{specfile.lock_path}: {wheels} wheels, {models} models{debs}")
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from packager.errors import SpecError
 
@@ -154,12 +154,99 @@ class LocalModel(_ModelBase):
 ModelSpec = Annotated[HubModel | LocalModel, Field(discriminator="source")]
 
 
+#: Base package sets shipped with the packager (``packager/data/<name>.status``): what a fresh target already has.
+BUILTIN_BASES = ("debian12-minbase",)
+#: Debian releases by ``target.os``: the suite the default apt source uses.
+DEBIAN_SUITES = {"debian11": "bullseye", "debian12": "bookworm", "debian13": "trixie"}
+DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
+#: apt syntax: a package name, optionally pinned to a version (``=1.2-3``) or a version glob (``=535.*``)
+_APT_PACKAGE_RE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9+.-]+)(?:=(?P<version>[A-Za-z0-9.+~:*-]+))?$")
+_HEX64_RE = r"^[0-9a-f]{64}$"
+
+
+def _apt_package(line: str) -> str:
+    if _APT_PACKAGE_RE.match(line) is None:
+        raise ValueError("not NAME or NAME=VERSION (apt syntax: a Debian package name, lower case, at least two "
+                         "characters; a trailing * in VERSION globs it, e.g. nvidia-driver=535.*)")
+    return line
+
+
+def _source_uri(uri: str) -> str:
+    if re.match(r"^(https?|file):/\S*$", uri) is None:
+        raise ValueError("an apt source URI is http://, https:// or file:/ with no blanks")
+    return uri.rstrip("/")
+
+
+class AptSource(_Frozen):
+    """One apt source: like a deb822 ``Types: deb`` entry. Its Release file must verify with ``keyring``."""
+
+    uri: Annotated[str, AfterValidator(_source_uri)]
+    suite: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+    components: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]] = Field(
+        default_factory=lambda: ["main"])
+    keyring: Path | None = None  # None: Debian's archive keyring
+
+    @field_validator("keyring")
+    @classmethod
+    def _no_blanks(cls, v: Path | None) -> Path | None:
+        if v is not None and re.search(r"[\s\]]", str(v)):
+            raise ValueError(f"keyring path {str(v)!r} may not contain blanks or ']' (apt's signed-by option)")
+        return v
+
+    @model_validator(mode="after")
+    def _flat(self) -> AptSource:
+        if self.suite.endswith("/") and self.components:
+            raise ValueError(f"suite {self.suite!r} names a flat repository (it ends with '/'): "
+                             "give it components: []")
+        if not self.suite.endswith("/") and not self.components:
+            raise ValueError("components is empty: name at least one (e.g. main)")
+        return self
+
+
+class LocalDeb(_Frozen):
+    path: Path
+    sha256: Annotated[str, Field(pattern=_HEX64_RE)]
+
+
+class AptSection(_Frozen):
+    sources: list[AptSource] = Field(default_factory=list)  # empty: Debian's archive for target.os, main
+    packages: list[Annotated[str, AfterValidator(_apt_package)]] = Field(default_factory=list)  # NAME[=VERSION]
+    #: what the target already has: a built-in snapshot name or a path (containing '/') to a dpkg status file;
+    #: None: ``<target.os>-minbase``
+    base: Annotated[str, Field(min_length=1)] | None = None
+    debs: list[LocalDeb] = Field(default_factory=list)
+
+    @field_validator("packages")
+    @classmethod
+    def _once(cls, v: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for i, line in enumerate(v):
+            name = line.split("=", 1)[0]
+            if name in seen:
+                raise ValueError(f"packages[{i}]: {name!r} is listed twice")
+            seen.add(name)
+        return v
+
+    @field_validator("base")
+    @classmethod
+    def _known_base(cls, v: str | None) -> str | None:
+        if v is not None and "/" not in v and v not in BUILTIN_BASES:
+            raise ValueError(f"unknown built-in base {v!r}: one of {', '.join(BUILTIN_BASES)}, or a path to a "
+                             "dpkg status file containing '/' (e.g. ./status)")
+        return v
+
+
+class SystemPackages(_Frozen):
+    apt: AptSection | None = None
+
+
 class Spec(_Frozen):
     bundle: BundleInfo
     target: Target
     python: PythonSection = Field(default_factory=PythonSection)
     models: list[ModelSpec] = Field(default_factory=list)
     controller: ControllerSection | None = None  # absent: the bundle carries no control node
+    system_packages: SystemPackages | None = None  # absent: the bundle carries no .debs
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Spec:
@@ -178,6 +265,38 @@ class Spec(_Frozen):
                 raise ValueError("controller.python defaults to target.python: " + _too_old(v))
         return self
 
+    @model_validator(mode="after")
+    def _apt_defaults(self) -> Spec:
+        apt = self.apt
+        if apt is None:
+            return self
+        if not apt.sources and self.target.os not in DEBIAN_SUITES:
+            raise ValueError(f"system_packages.apt.sources is empty and target.os {self.target.os!r} is not a "
+                             f"Debian release ({', '.join(DEBIAN_SUITES)}): list the sources")
+        if apt.base is None and f"{self.target.os}-minbase" not in BUILTIN_BASES:
+            raise ValueError(f"system_packages.apt.base: there is no built-in base for {self.target.os!r} "
+                             f"(built in: {', '.join(BUILTIN_BASES)}); give a path to the target's dpkg status file")
+        return self
+
+    @property
+    def apt(self) -> AptSection | None:
+        """The apt part of ``system_packages`` (None when absent)."""
+        return self.system_packages.apt if self.system_packages is not None else None
+
+    @property
+    def apt_sources(self) -> list[AptSource]:
+        """The apt sources to resolve against: as given, else Debian's archive for ``target.os`` (main)."""
+        apt = self.apt
+        if apt is not None and apt.sources:
+            return list(apt.sources)
+        return [AptSource(uri=DEBIAN_ARCHIVE, suite=DEBIAN_SUITES.get(self.target.os, "stable"))]
+
+    @property
+    def apt_base(self) -> str:
+        """The base package set: as given, else the built-in ``<target.os>-minbase``."""
+        apt = self.apt
+        return apt.base if apt is not None and apt.base is not None else f"{self.target.os}-minbase"
+
     @property
     def controller_target(self) -> Target | None:
         """The platform the offline control node's wheels are resolved for (None without a controller)."""
@@ -193,6 +312,9 @@ class Spec(_Frozen):
         data = self.model_dump(mode="json")
         if section == "python":
             payload: Any = {"target": data["target"], "python": data["python"]}
+        elif section == "system_packages":
+            payload = {"target": {"os": data["target"]["os"], "arch": data["target"]["arch"]},
+                       "system_packages": data["system_packages"]}
         elif section == "controller":
             ct = self.controller_target
             payload = {"target": ct.model_dump(mode="json") if ct else None, "controller": data["controller"],

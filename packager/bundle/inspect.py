@@ -21,6 +21,10 @@ def describe(manifest: Manifest, *, signed_by: str | None) -> dict[str, Any]:
             for p in manifest.packages
         ],
         "models": [m.model_dump() for m in manifest.models],
+        "system_packages": None if manifest.system_packages is None else [
+            {"name": d.name, "version": d.version, "arch": d.arch, "file": d.file, "size": sizes.get(d.file, 0)}
+            for d in manifest.system_packages
+        ],
         "controller": _controller(manifest),
         "totals": {
             "files": len(manifest.files),
@@ -76,6 +80,12 @@ def render_text(info: dict[str, Any]) -> str:
             for m in info["models"]
         ],
     )
+    debs = info.get("system_packages")
+    if debs is not None:
+        lines += ["", f"system packages ({len(debs)}, apt repository apt/, "
+                      f"{human_size(sum(d['size'] for d in debs))})"]
+        lines += _table(["name", "version", "arch", "size"],
+                        [[d["name"], d["version"], d["arch"], human_size(d["size"])] for d in debs])
     c = info.get("controller")
     lines += ["", "controller " + (
         f"Python {c['python']} ({c['arch']}, manylinux {c['manylinux']}): {c['wheels']} wheels, "

@@ -33,7 +33,7 @@ class _Frozen(BaseModel):
 
 
 class FileEntry(_Frozen):
-    path: str  # logical path: wheels/<file>.whl, models/<name>/<rel>, meta/models.yaml, controller/...
+    path: str  # logical path: wheels/<file>.whl, models/<name>/<rel>, meta/models.yaml, controller/..., apt/...
     sha256: str
     size: int = Field(ge=0)
 
@@ -70,6 +70,15 @@ class ModelEntry(_Frozen):
     size: int
 
 
+class DebEntry(_Frozen):
+    """One .deb of the bundle's apt repository (``apt/``)."""
+
+    name: str
+    version: str
+    arch: str
+    file: str  # logical path: apt/pool/<file>.deb
+
+
 class ControllerEntry(_Frozen):
     """What the bundle carries for the offline control node, under ``controller/``."""
 
@@ -99,6 +108,8 @@ class Manifest(_Frozen):
     models: list[ModelEntry]
     files: list[FileEntry]
     controller: ControllerEntry | None = None
+    #: the .debs of the flat apt repository under ``apt/`` (None: the bundle carries no system packages)
+    system_packages: list[DebEntry] | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -123,8 +134,9 @@ class Manifest(_Frozen):
 
     def dumps(self) -> bytes:
         data = self.model_dump(mode="json", by_alias=True)
-        if data["controller"] is None:
-            del data["controller"]  # manifests without a control node stay as they were
+        for key in ("controller", "system_packages"):
+            if data[key] is None:
+                del data[key]  # manifests without a control node or system packages stay as they were
         return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 

@@ -1,6 +1,6 @@
-"""Download the locked wheels into the content-addressed cache.
+"""Download the locked wheels (and any other locked files: .debs) into the content-addressed cache.
 
-Wheels go in parallel, largest first, hashed while they stream. An interrupted download leaves
+Files go in parallel, largest first, hashed while they stream. An interrupted download leaves
 ``<cache>/tmp/<sha256>.part`` behind and the next run resumes it with an HTTP Range request. Nothing
 reaches its final cache name before its sha256 and size match the lock.
 """
@@ -12,10 +12,11 @@ import fcntl
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -28,7 +29,7 @@ from packager.hashing import HashingWriter, sha256_file
 from packager.lock import WheelLock
 from packager.progress import Progress
 
-__all__ = ["fetch_wheels"]
+__all__ = ["Downloadable", "fetch_files", "fetch_wheels"]
 
 log = logging.getLogger("packager")
 
@@ -41,33 +42,52 @@ class _Transient(Exception):
     """A failure worth another try (connection dropped, server overloaded, short body)."""
 
 
-def fetch_wheels(wheels: list[WheelLock], cache: Cache, jobs: int = 8) -> dict[str, str]:
+class Downloadable(Protocol):
+    """What the downloader needs of a locked file (a WheelLock, a DebLock)."""
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def url(self) -> str: ...  # http(s)://, or file:/// for a local file (copied and checked)
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
+
+
+def fetch_wheels(wheels: Sequence[WheelLock], cache: Cache, jobs: int = 8) -> dict[str, str]:
     """Put every wheel of the lock into ``cache``; return ``{filename: sha256}`` for all of them.
 
     Wheels already cached are not downloaded again. Raises FetchError when a wheel cannot be fetched
     or its bytes differ from the lock, CacheError when the cache cannot be written (disk full).
     """
-    result = {w.filename: w.sha256 for w in wheels}
-    todo: dict[str, WheelLock] = {}
-    for w in wheels:
+    return fetch_files(wheels, cache, jobs, what="wheels")
+
+
+def fetch_files(items: Sequence[Downloadable], cache: Cache, jobs: int = 8, *, what: str = "files") -> dict[str, str]:
+    """Put every locked file into ``cache`` (verified: sha256 and size); return ``{filename: sha256}``.
+    ``what`` names them in progress bars, logs and errors ("wheels", "debs")."""
+    result = {w.filename: w.sha256 for w in items}
+    todo: dict[str, Downloadable] = {}
+    for w in items:
         if w.sha256 not in todo and not cache.has(w.sha256, w.size):
             todo[w.sha256] = w
     if not todo:
         return result
     ordered = sorted(todo.values(), key=lambda w: w.size or 0, reverse=True)
     total = sum(w.size or 0 for w in ordered)
-    log.info("wheels: %d of %d to fetch", len(ordered), len(wheels))
+    log.info("%s: %d of %d to fetch", what, len(ordered), len(items))
     stop = threading.Event()
     limits = httpx.Limits(max_connections=max(jobs, 1), max_keepalive_connections=max(jobs, 1))
     timeout = httpx.Timeout(30.0, read=60.0)
     # identity: the bytes on the wire are the file, so resume offsets and hashes mean the same thing
     headers = {"User-Agent": f"airlock-packager/{__version__}", "Accept-Encoding": "identity"}
     with (
-        Progress("wheels", total=total or None) as progress,
+        Progress(what, total=total or None) as progress,
         httpx.Client(limits=limits, timeout=timeout, follow_redirects=True, headers=headers) as client,
         ThreadPoolExecutor(max_workers=max(jobs, 1), thread_name_prefix="fetch") as pool,
     ):
-        def one(w: WheelLock) -> None:
+        def one(w: Downloadable) -> None:
             if stop.is_set():
                 return
             try:
@@ -85,18 +105,19 @@ def fetch_wheels(wheels: list[WheelLock], cache: Cache, jobs: int = 8) -> dict[s
     if not errors:
         return result
     if len(errors) > 1 and all(isinstance(e, FetchError) for e in errors):
-        raise FetchError(f"{len(errors)} wheels failed:\n  - " + "\n  - ".join(str(e) for e in errors),
+        raise FetchError(f"{len(errors)} {what} failed:\n  - " + "\n  - ".join(str(e) for e in errors),
                          hint="rerun to resume; partial downloads are kept in the cache's tmp folder")
     raise errors[0]
 
 
-def _fetch_one(w: WheelLock, cache: Cache, client: httpx.Client, progress: Progress) -> None:
+def _fetch_one(w: Downloadable, cache: Cache, client: httpx.Client, progress: Progress) -> None:
     scheme = urlparse(w.url).scheme
     if scheme == "file":
         src = Path(url2pathname(urlparse(w.url).path))
         if not src.is_file():
-            raise FetchError("wheel file not found", where=str(src),
-                             hint="the find_links folder changed after locking; restore it or --relock")
+            raise FetchError("file not found", where=str(src),
+                             hint="a local file the lock names (find_links folder, spec deb) was moved or "
+                                  "deleted after locking; restore it or --relock")
         cache.ingest(src, expected_sha256=w.sha256, what=w.filename)
         progress.update(w.size or 0)
         return
@@ -146,7 +167,7 @@ def _cache_error(exc: OSError, path: Path) -> AirlockError:
     return CacheError(f"cannot write the cache: {exc.strerror}", where=str(path))
 
 
-def _download(w: WheelLock, part: Path, client: httpx.Client, progress: Progress) -> None:
+def _download(w: Downloadable, part: Path, client: httpx.Client, progress: Progress) -> None:
     """One attempt: resume ``part`` if present, stream the rest, verify. Raises _Transient to retry."""
     offset = part.stat().st_size if part.exists() else 0
     if w.size is not None and offset > w.size:
@@ -168,7 +189,7 @@ def _download(w: WheelLock, part: Path, client: httpx.Client, progress: Progress
                 raise _Transient(f"HTTP {r.status_code}")
             if r.status_code not in (200, 206):
                 raise FetchError(f"HTTP {r.status_code} {r.reason_phrase}", where=w.url,
-                                 hint="the index no longer serves this file; --relock to resolve again")
+                                 hint="the server no longer serves this file; --relock to resolve again")
             resume = offset > 0 and r.status_code == 206 and _range_start(r) == offset
             if offset and not resume:
                 log.info("%s: server ignored the resume request; downloading again", w.filename)
@@ -207,7 +228,7 @@ def _range_start(r: httpx.Response) -> int | None:
         return None
 
 
-def _verify(w: WheelLock, part: Path, digest: str, size: int) -> None:
+def _verify(w: Downloadable, part: Path, digest: str, size: int) -> None:
     """Compare what was written with the lock; a mismatch deletes the file and raises FetchError."""
     if digest == w.sha256 and (w.size is None or size == w.size):
         return

@@ -61,17 +61,44 @@ class ModelsLock(_Frozen):
     models: list[ModelLock]
 
 
+class DebLock(_Frozen):
+    """One .deb for the target: where it comes from, what its bytes must hash to, and its index stanza."""
+
+    package: str
+    version: str
+    arch: str  # amd64, arm64 or all
+    filename: str  # pool file name: the bundle carries it as apt/pool/<filename>
+    url: str  # http(s)://... from an apt source, or file:///... for a deb the spec lists
+    sha256: str
+    size: int
+    #: the Packages stanza fields the bundle's index is generated from (Package, Version, Architecture,
+    #: Depends, ..., Description's first line); Filename, Size and SHA256 are written from the fields above
+    fields: dict[str, str]
+
+
+class AptLock(_Frozen):
+    spec_digest: str  # of system_packages + target os/arch, the base snapshot and the keyrings
+    arch: str  # the apt architecture resolved for: amd64 or arm64
+    base: str  # built-in snapshot name or path of the dpkg status file
+    base_sha256: str
+    debs: list[DebLock]
+    resolver: str  # e.g. "apt 2.6.1"
+
+
 class Lock(_Frozen):
     schema_version: int = LOCK_SCHEMA
     python: PythonLock | None = None
     models: ModelsLock | None = None
     #: wheels for the offline control node (``spec.controller``), resolved for its own Python and platform
     controller: PythonLock | None = None
+    #: .debs for the target (``spec.system_packages.apt``), resolved by apt against the base package set
+    apt: AptLock | None = None
 
     def dumps(self) -> str:
         data = self.model_dump(mode="json")
-        if data["controller"] is None:
-            del data["controller"]  # locks of specs without a controller stay as they were
+        for section in ("controller", "apt"):
+            if data[section] is None:
+                del data[section]  # locks of specs without these sections stay as they were
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
