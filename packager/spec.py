@@ -17,6 +17,13 @@ from packager.errors import SpecError
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
+def _quoted_version(v: object) -> object:
+    """Versions are strings: YAML reads an unquoted 3.10 as the number 3.1."""
+    if isinstance(v, (int, float)):
+        raise ValueError(f"write it as a quoted string, e.g. \"{v}\" (YAML reads 3.10 as the number 3.1)")
+    return v
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -33,12 +40,7 @@ class Target(_Frozen):
     manylinux: Annotated[str, Field(pattern=r"^2_[0-9]{2}$")] = "2_28"
     cuda: Annotated[str, Field(pattern=r"^[0-9]{2}\.[0-9]$")] | None = None
 
-    @field_validator("python", "cuda", mode="before")
-    @classmethod
-    def _quoted(cls, v: object) -> object:
-        if isinstance(v, (int, float)):
-            raise ValueError(f"write it as a quoted string, e.g. \"{v}\" (YAML reads 3.10 as the number 3.1)")
-        return v
+    _quoted = field_validator("python", "cuda", mode="before")(classmethod(lambda cls, v: _quoted_version(v)))
 
     @field_validator("python")
     @classmethod
@@ -101,12 +103,7 @@ class ControllerSection(_Frozen):
     requirements: list[str] = Field(default_factory=list)  # PEP 508 lines on top of the defaults
     defaults: bool = True  # ansible-core and ansible; the packager and its runtime dependencies always come
 
-    @field_validator("python", mode="before")
-    @classmethod
-    def _quoted(cls, v: object) -> object:
-        if isinstance(v, (int, float)):
-            raise ValueError(f"write it as a quoted string, e.g. \"{v}\" (YAML reads 3.10 as the number 3.1)")
-        return v
+    _quoted = field_validator("python", mode="before")(classmethod(lambda cls, v: _quoted_version(v)))
 
     @field_validator("python")
     @classmethod
