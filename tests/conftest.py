@@ -28,3 +28,4 @@ def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from packager.signing import write_keypair
 
     return write_keypair(tmp_path_factory.mktemp("keys") / "test")
+

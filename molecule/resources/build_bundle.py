@@ -6,7 +6,8 @@ hosts (Debian 12: Python 3.11, glibc 2.36). The build is reproducible (SOURCE_DA
 it again yields the same signed manifest and the deploy's idempotence holds.
 
 Usage: python molecule/resources/build_bundle.py OUT_DIR [--version 1.0.0] [--extra-file NAME=TEXT ...]
-       -> prints the bundle path
+                                                  [--requirement REQ ...]  -> prints the bundle path
+--requirement replaces the default Python requirements (a lean bundle for quick deploy tests).
 --extra-file adds a file to the local model `notes` (repeatable), so a later version can carry new blobs;
 the local model folder holds exactly notes.txt and the extra files of this run.
 """
@@ -41,6 +42,8 @@ def main() -> None:
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--extra-file", action="append", default=[], metavar="NAME=TEXT",
                     help="add NAME (a plain file name) holding TEXT to the local model notes")
+    ap.add_argument("--requirement", action="append", default=[], metavar="REQ",
+                    help="a PEP 508 line; replaces the default requirements (repeatable)")
     a = ap.parse_args()
     extras = {"notes.txt": "a model folder from the operator's own disk\n"}
     for item in a.extra_file:
@@ -73,7 +76,7 @@ def main() -> None:
         spec = {
             "bundle": {"name": "airlock-test", "version": a.version},
             "target": {"os": "debian12", "arch": "x86_64", "python": "3.11", "manylinux": "2_36", "cuda": None},
-            "python": {"requirements": ["uv", "huggingface_hub>=1,<2", "modelscope"]},
+            "python": {"requirements": a.requirement or ["uv", "huggingface_hub>=1,<2", "modelscope"]},
             "models": [
                 {"name": "tiny-llama", "source": "huggingface", "repo": "airlock-test/tiny-llama"},
                 {"name": "tiny-ms", "source": "modelscope", "repo": "airlock-test/tiny-ms"},

@@ -18,6 +18,12 @@ description:
 options:
   root: {description: Airlock's root folder on the host, type: path, required: true}
   manifest: {description: Path of the bundle's manifest.json on the host, type: path, required: true}
+  content:
+    description:
+      - The manifest's text, read only when C(manifest) is not on the host: a check run does not copy a
+        new bundle's manifest there, and still plans its blobs and release from this. The role passes it
+        in check mode only.
+    type: str
   include:
     description: fnmatch patterns of the logical paths this host needs (meta/* is always included)
     type: list
@@ -70,8 +76,13 @@ class Release:
         self.store = os.path.join(self.root, "store", "sha256")
         self.incoming = os.path.join(self.root, "store", "incoming")
         self.quarantine = os.path.join(self.root, "store", "quarantine")
-        with open(p["manifest"], "rb") as f:
-            raw = f.read()
+        try:
+            with open(p["manifest"], "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            if p["content"] is None:
+                raise
+            raw = p["content"].encode("utf-8")  # a check run: the manifest was not copied to the host
         self.manifest_raw = raw
         self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
         self.manifest = json.loads(raw)
@@ -255,6 +266,7 @@ def main():
         argument_spec=dict(
             root=dict(type="path", required=True),
             manifest=dict(type="path", required=True),
+            content=dict(type="str"),
             include=dict(type="list", elements="str", default=["*"]),
             exclude=dict(type="list", elements="str", default=["controller/*"]),
             state=dict(type="str", default="present", choices=["planned", "present", "active"]),
