@@ -25,7 +25,7 @@ if [[ ! -x .venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
   # this machine's pip config may name file:// indexes that do not exist for every package: quiet that noise
   quiet() { "$@" 2> >(grep -v -e 'is ignored: it is neither a file nor a directory' -e '^$' >&2); }
   quiet .venv/bin/python -m pip install -q --upgrade pip
-  quiet .venv/bin/python -m pip install -q -e '.[build,dev]'
+  quiet .venv/bin/python -m pip install -q -e '.[build,dev,asr]'
   echo "$want" >"$stamp"
 fi
 

@@ -1,0 +1,1 @@
+"""What Airlock runs on the fleet next to vLLM."""
