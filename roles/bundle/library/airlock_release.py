@@ -35,6 +35,10 @@ options:
     elements: str
     default: ['controller/*']
   state: {description: planned or present or active, type: str, default: present, choices: [planned, present, active]}
+  batch_max_size:
+    description: Missing blobs up to this size are listed in missing_small (sent together in one archive)
+    type: int
+    default: 16777216
   keep: {description: Releases to keep (current and previous are always kept), type: int, default: 3}
   verify_store: {description: Re-hash blobs already in the store when building a new release, type: bool, default: true}
 """
@@ -43,6 +47,8 @@ RETURN = r"""
 version: {description: The bundle version, returned: always, type: str}
 release: {description: The release directory, returned: always, type: str}
 missing: {description: Digests this host still needs, returned: always, type: list}
+missing_small: {description: The missing digests up to batch_max_size, returned: always, type: list}
+missing_large: {description: The missing digests above batch_max_size, returned: always, type: list}
 complete: {description: Whether the release directory is complete, returned: always, type: bool}
 """
 
@@ -271,6 +277,7 @@ def main():
             exclude=dict(type="list", elements="str", default=["controller/*"]),
             state=dict(type="str", default="present", choices=["planned", "present", "active"]),
             keep=dict(type="int", default=3),
+            batch_max_size=dict(type="int", default=16 << 20),
             verify_store=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
@@ -279,7 +286,9 @@ def main():
     result = dict(changed=False, version=r.version, release=r.release, files=len(r.files))
     complete = r.complete()
     missing = [] if complete else r.missing()
-    result.update(missing=missing, complete=complete)
+    small = [d for d in missing if r.needed[d]["size"] <= module.params["batch_max_size"]]
+    result.update(missing=missing, complete=complete, missing_small=small,
+                  missing_large=[d for d in missing if d not in set(small)])
     state = module.params["state"]
     if state == "planned":
         module.exit_json(**result)
