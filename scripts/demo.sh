@@ -7,6 +7,14 @@ bash scripts/setup.sh
 py=.venv/bin/python
 [[ -f demo/models/tiny-llama/config.json ]] || $py scripts/tinymodels.py llama demo/models/tiny-llama
 [[ -f demo/keys/demo.key ]] || $py -m packager keygen --out demo/keys/demo
-$py -m packager build --models models.yaml --key demo/keys/demo.key --out dist
+spec=models.yaml
+if [[ ! -d /opt/wheels ]]; then
+  # models.yaml takes torch's CPU build from this kind of build machine's wheel folder; elsewhere the same
+  # wheel comes from the PyTorch CPU index, so build from a copy of the spec that names it instead.
+  spec=demo/models.yaml
+  sed -e 's#^  find_links:#  indexes: ["https://download.pytorch.org/whl/cpu"]\n  find_links: []#' \
+      -e '\#^    - /opt/wheels#d' -e 's#path: demo/models/tiny-llama#path: models/tiny-llama#' models.yaml >"$spec"
+fi
+$py -m packager build --models "$spec" --key demo/keys/demo.key --out dist
 $py -m packager verify dist/demo-1.0.0 --pubkey demo/keys/demo.pub
 $py -m packager inspect dist/demo-1.0.0 --pubkey demo/keys/demo.pub
