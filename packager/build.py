@@ -37,7 +37,7 @@ def lock(specfile: SpecFile, cache: Cache, *, relock: bool = False) -> Lock:
         py = prev_py
         log.info("lock: python section unchanged, %d wheels reused", len(py.wheels))
     elif spec.python.requirements:
-        py = lock_python(specfile)
+        py = lock_python(specfile, build_dir=cache.root / "built-wheels")
         log.info("lock: resolved %d wheels for %s", len(py.wheels), spec.target.python_platform)
     else:
         py = None

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from packager.errors import CudaMismatchError, LockError, NoWheelError
+from packager.hashing import sha256_file
 from packager.lock import PythonLock, WheelLock
 from packager.lock.python import _check_torch, _wheels_from_pylock, lock_python
 from packager.spec import PythonSection, SpecFile, Target, parse_spec
@@ -99,10 +100,29 @@ def test_exclude_removes_packages_and_their_own_dependencies(tmp_path: Path) -> 
 def test_no_wheel_names_every_package_without_one(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, {"requirements": ["six", "crcmod", "antlr4-python3-runtime==4.9.3"]})
     with pytest.raises(NoWheelError) as err:
-        lock_python(spec)
+        lock_python(spec)  # no build folder: nothing is built
     text = str(err.value)
     assert "crcmod" in text and "antlr4-python3-runtime" in text
     assert "sdist" in text and "find_links" in text
+
+
+@pytest.mark.network
+def test_pure_python_sdists_are_built_compiled_ones_named(tmp_path: Path) -> None:
+    built = tmp_path / "built"
+    spec = make_spec(tmp_path, {"requirements": ["six", "antlr4-python3-runtime==4.9.3"]})
+    lock = by_name(lock_python(spec, build_dir=built))
+    antlr = lock["antlr4-python3-runtime"]
+    assert antlr.filename == "antlr4_python3_runtime-4.9.3-py3-none-any.whl"
+    wheel = built / antlr.filename
+    assert antlr.url == wheel.as_uri() and antlr.sha256 == sha256_file(wheel)[0]
+    assert lock["six"].url.startswith("https://")
+    # the same sdist builds to the same bytes: a relock does not change the lock
+    wheel.unlink()
+    assert by_name(lock_python(spec, build_dir=built))["antlr4-python3-runtime"].sha256 == antlr.sha256
+
+    spec = make_spec(tmp_path, {"requirements": ["crcmod"]})
+    with pytest.raises(NoWheelError, match=r"crcmod: only an sdist with compiled code"):
+        lock_python(spec, build_dir=built)
 
 
 @pytest.mark.network

@@ -129,7 +129,8 @@ def _marker_env(target: Target) -> dict[str, str]:
     }
 
 
-def lock_python(specfile: SpecFile, *, previous: PythonLock | None = None, uv: str | None = None) -> PythonLock:
+def lock_python(specfile: SpecFile, *, previous: PythonLock | None = None, uv: str | None = None,
+                build_dir: Path | None = None) -> PythonLock:
     """Pin every wheel ``spec.python`` needs on the target. Returns ``previous`` untouched if still current."""
     spec = specfile.spec
     digest = spec.section_digest("python")
@@ -140,15 +141,16 @@ def lock_python(specfile: SpecFile, *, previous: PythonLock | None = None, uv: s
         return PythonLock(spec_digest=digest, wheels=[], resolver="none")
     uv_bin = find_uv(uv)
     find_links = [_find_link(specfile, f) for f in py.find_links]
-    wheels = resolve_wheels(uv_bin, spec.target, py, find_links)
+    wheels = resolve_wheels(uv_bin, spec.target, py, find_links, build_dir)
     _check_torch(wheels, spec.target, py, find_links)
     return PythonLock(spec_digest=digest, wheels=wheels, resolver=uv_version(uv_bin))
 
 
-def resolve_wheels(uv: str, target: Target, py: PythonSection, find_links: list[str]) -> list[WheelLock]:
+def resolve_wheels(uv: str, target: Target, py: PythonSection, find_links: list[str],
+                   build_dir: Path | None = None) -> list[WheelLock]:
     """Pin ``py.requirements`` to one wheel each for ``target`` (its Python and platform, not this host's),
     sorted by name. Only ``py``'s indexes and ``find_links`` are asked. Raises LockError / NoWheelError."""
-    packages = _resolve(uv, target, py, find_links)
+    packages = _resolve(uv, target, py, find_links, build_dir)
     return sorted(_wheels_from_pylock(packages, target), key=lambda w: w.name)
 
 
@@ -174,9 +176,11 @@ class _NoWheels(Exception):
 _MAX_NO_WHEEL_ROUNDS = 8
 
 
-def _resolve(uv: str, target: Target, py: PythonSection, find_links: list[str]) -> list[dict[str, Any]]:
+def _resolve(uv: str, target: Target, py: PythonSection, find_links: list[str],
+             build_dir: Path | None = None) -> list[dict[str, Any]]:
     """Run uv; when it stops at a package without wheels, set that one aside and go on, so a single
-    NoWheelError names every such package instead of one per attempt."""
+    NoWheelError names every such package instead of one per attempt. With ``build_dir``, packages that
+    only publish an sdist are built there when pure Python, and the set is resolved again with them."""
     missing: list[str] = []
     messages: list[str] = []
     with tempfile.TemporaryDirectory(prefix="airlock-lock-") as tmp:
@@ -198,7 +202,17 @@ def _resolve(uv: str, target: Target, py: PythonSection, find_links: list[str]) 
             if not missing:
                 return packages
             break
-    raise _no_wheel_error(missing, messages, target, py, find_links)
+    compiled: dict[str, str] = {}
+    if build_dir is not None and missing:
+        from packager.lock.sdist import build_pure_wheels
+
+        builds = build_pure_wheels(uv, env=uv_env(), target=target, py=py, find_links=find_links,
+                                   exclude=list(py.exclude), names=missing, out=build_dir)
+        compiled = builds.compiled
+        if builds.built and not builds.compiled and not builds.failed:
+            return _resolve(uv, target, py, [*find_links, str(build_dir)], None)
+        messages += [f"{n}: {why}" for n, why in builds.failed.items()]
+    raise _no_wheel_error(missing, messages, target, py, find_links, compiled=compiled)
 
 
 def _run_uv(uv: str, target: Target, py: PythonSection, find_links: list[str], tmp: Path, *,
@@ -290,8 +304,11 @@ def _uv_error(stderr: str, py: PythonSection, find_links: list[str]) -> LockErro
 
 
 def _no_wheel_error(names: list[str], messages: list[str], target: Target, py: PythonSection,
-                    find_links: list[str]) -> NoWheelError:
-    reasons = [f"{n}: {_wheel_report(n, py, find_links)}" for n in names]
+                    find_links: list[str], *, compiled: Mapping[str, str] | None = None) -> NoWheelError:
+    compiled = compiled or {}
+    reasons = [f"{n}: " + (f"only an sdist with compiled code (it built for {compiled[n]} here); a wheel must be "
+                           f"built with the target's Python and glibc" if n in compiled
+                           else _wheel_report(n, py, find_links)) for n in names]
     tag = f"cp{target.python.replace('.', '')} / manylinux_{target.manylinux}_{target.arch}"
     said = "\n    ".join(messages)
     return NoWheelError(

@@ -1,0 +1,106 @@
+"""Packages published only as source distributions, built into wheels at lock time when they are pure Python.
+
+A pure-Python wheel (``py3-none-any``) runs on any target, so building it on the build host is sound. A
+package with compiled code is not built here: its wheel must come from a builder with the target's Python
+and glibc, and the lock error says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from packager.spec import PythonSection, Target
+
+_BUILD_TIMEOUT_S = 600
+# zip entries carry timestamps: pin them so the same sdist gives the same wheel bytes
+_REPRODUCIBLE_EPOCH = "315532800"
+
+
+@dataclass
+class SdistBuilds:
+    built: dict[str, Path] = field(default_factory=dict)  # name -> pure wheel
+    compiled: dict[str, str] = field(default_factory=dict)  # name -> the platform tag it built for
+    failed: dict[str, str] = field(default_factory=dict)  # name -> why it did not build
+
+
+def _versions(uv: str, *, env: dict[str, str], target: Target, py: PythonSection, find_links: list[str],
+              exclude: list[str], tmp: Path) -> dict[str, str]:
+    """Resolve with sdists allowed, to learn which version of each sdist-only package the set needs."""
+    req = tmp / "sdist-requirements.in"
+    req.write_text("\n".join(py.requirements) + "\n", encoding="utf-8")
+    cmd = [uv, "pip", "compile", "--no-config", "--quiet", "--no-header", "--no-annotate",
+           "--python-version", target.python, "--python-platform", target.python_platform,
+           "--index-strategy", "first-index", "--index-url", py.index_url]
+    for index in py.indexes:
+        cmd += ["--extra-index-url", index]
+    for link in find_links:
+        cmd += ["--find-links", link]
+    if exclude:
+        (tmp / "sdist-excludes.txt").write_text("\n".join(exclude) + "\n", encoding="utf-8")
+        cmd += ["--excludes", str(tmp / "sdist-excludes.txt")]
+    proc = subprocess.run([*cmd, str(req)], capture_output=True, text=True, env=env, cwd=tmp,
+                          timeout=_BUILD_TIMEOUT_S, check=False)
+    pins: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line.strip())
+        if m:
+            pins[canonicalize_name(m.group(1))] = m.group(2)
+    return pins
+
+
+def build_pure_wheels(uv: str, *, env: dict[str, str], target: Target, py: PythonSection, find_links: list[str],
+                      exclude: list[str], names: list[str], out: Path) -> SdistBuilds:
+    """Build each of ``names`` from its sdist into ``out``; keep only pure-Python wheels."""
+    result = SdistBuilds()
+    pip = [sys.executable, "-m", "pip"]
+    with tempfile.TemporaryDirectory(prefix="airlock-sdist-") as d:
+        tmp = Path(d)
+        pins = _versions(uv, env=env, target=target, py=py, find_links=find_links, exclude=exclude, tmp=tmp)
+        for name in names:
+            key = canonicalize_name(name)
+            version = pins.get(key)
+            if version is None:
+                result.failed[name] = "no version of it could be resolved even from sdists"
+                continue
+            existing = sorted(out.glob(f"{key.replace('-', '_')}-{version}-*.whl"))
+            if existing and existing[0].name.endswith("-none-any.whl"):
+                result.built[name] = existing[0]
+                continue
+            work = tmp / key
+            cmd = [*pip, "wheel", "--isolated", "--no-deps", "--no-binary", key, "--no-cache-dir", "-q",
+                   "-w", str(work), "--index-url", py.index_url]
+            for index in py.indexes:
+                cmd += ["--extra-index-url", index]
+            cmd.append(f"{key}=={version}")
+            build_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+            build_env.update(SOURCE_DATE_EPOCH=_REPRODUCIBLE_EPOCH, PIP_NO_INPUT="1",
+                             PIP_DISABLE_PIP_VERSION_CHECK="1")
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=build_env,
+                                      timeout=_BUILD_TIMEOUT_S, check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                result.failed[name] = f"building it failed: {exc}"
+                continue
+            wheels = sorted(work.glob("*.whl")) if work.is_dir() else []
+            if proc.returncode != 0 or not wheels:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                result.failed[name] = f"building its sdist failed: {tail}"
+                continue
+            wheel = wheels[0]
+            if not wheel.name.endswith("-none-any.whl"):
+                result.compiled[name] = wheel.name.rsplit("-", 3)[-1].removesuffix(".whl")
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            final = out / wheel.name
+            shutil.copyfile(wheel, final)
+            result.built[name] = final
+    return result
