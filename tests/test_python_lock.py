@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import socket
+import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -106,11 +107,30 @@ def test_no_wheel_names_every_package_without_one(tmp_path: Path) -> None:
     assert "sdist" in text and "find_links" in text
 
 
+def make_sdist(folder: Path, name: str, version: str) -> Path:
+    """An sdist whose only module is a C extension with no pure-Python fallback."""
+    src = folder / f"{name}-{version}"
+    src.mkdir(parents=True)
+    (src / "setup.py").write_text(
+        "from setuptools import Extension, setup\n"
+        f"setup(name={name!r}, version={version!r}, ext_modules=[Extension({name!r}, [{name + '.c'!r}])])\n")
+    (src / f"{name}.c").write_text(
+        "#include <Python.h>\nstatic struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "
+        f"\"{name}\", 0, -1, 0}};\nPyMODINIT_FUNC PyInit_{name}(void) {{ return PyModule_Create(&m); }}\n")
+    (src / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    out = folder / f"{name}-{version}.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(src, arcname=src.name)
+    return out
+
+
 @pytest.mark.network
 def test_pure_python_sdists_are_built_compiled_ones_named(tmp_path: Path) -> None:
     built = tmp_path / "built"
-    spec = make_spec(tmp_path, {"requirements": ["six", "antlr4-python3-runtime==4.9.3"]})
+    # antlr4-python3-runtime: pure Python; crcmod: a C speed-up with a pure-Python fallback
+    spec = make_spec(tmp_path, {"requirements": ["six", "antlr4-python3-runtime==4.9.3", "crcmod==1.7"]})
     lock = by_name(lock_python(spec, build_dir=built))
+    assert lock["crcmod"].filename == "crcmod-1.7-py3-none-any.whl"
     antlr = lock["antlr4-python3-runtime"]
     assert antlr.filename == "antlr4_python3_runtime-4.9.3-py3-none-any.whl"
     wheel = built / antlr.filename
@@ -120,8 +140,11 @@ def test_pure_python_sdists_are_built_compiled_ones_named(tmp_path: Path) -> Non
     wheel.unlink()
     assert by_name(lock_python(spec, build_dir=built))["antlr4-python3-runtime"].sha256 == antlr.sha256
 
-    spec = make_spec(tmp_path, {"requirements": ["crcmod"]})
-    with pytest.raises(NoWheelError, match=r"crcmod: only an sdist with compiled code"):
+    links = tmp_path / "sdists"
+    links.mkdir()
+    make_sdist(links, "airlockcext", "1.0")
+    spec = make_spec(tmp_path, {"requirements": ["airlockcext"], "find_links": [str(links)]}, python="3.11")
+    with pytest.raises(NoWheelError, match=r"airlockcext: only an sdist with compiled code"):
         lock_python(spec, build_dir=built)
 
 

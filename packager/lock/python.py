@@ -177,7 +177,7 @@ _MAX_NO_WHEEL_ROUNDS = 8
 
 
 def _resolve(uv: str, target: Target, py: PythonSection, find_links: list[str],
-             build_dir: Path | None = None) -> list[dict[str, Any]]:
+             build_dir: Path | None = None, *, build_rounds: int = 6) -> list[dict[str, Any]]:
     """Run uv; when it stops at a package without wheels, set that one aside and go on, so a single
     NoWheelError names every such package instead of one per attempt. With ``build_dir``, packages that
     only publish an sdist are built there when pure Python, and the set is resolved again with them."""
@@ -203,14 +203,16 @@ def _resolve(uv: str, target: Target, py: PythonSection, find_links: list[str],
                 return packages
             break
     compiled: dict[str, str] = {}
-    if build_dir is not None and missing:
+    if build_dir is not None and missing and build_rounds > 0:
         from packager.lock.sdist import build_pure_wheels
 
         builds = build_pure_wheels(uv, env=uv_env(), target=target, py=py, find_links=find_links,
                                    exclude=list(py.exclude), names=missing, out=build_dir)
         compiled = builds.compiled
         if builds.built and not builds.compiled and not builds.failed:
-            return _resolve(uv, target, py, [*find_links, str(build_dir)], None)
+            # built wheels can reveal further sdist-only dependencies: go on, a bounded number of rounds
+            links = find_links if str(build_dir) in find_links else [*find_links, str(build_dir)]
+            return _resolve(uv, target, py, links, build_dir, build_rounds=build_rounds - 1)
         messages += [f"{n}: {why}" for n, why in builds.failed.items()]
     raise _no_wheel_error(missing, messages, target, py, find_links, compiled=compiled)
 

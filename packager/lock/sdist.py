@@ -57,6 +57,30 @@ def _versions(uv: str, *, env: dict[str, str], target: Target, py: PythonSection
     return pins
 
 
+def _build(pip: list[str], key: str, version: str, *, py: PythonSection, find_links: list[str], work: Path,
+           compilers: bool) -> tuple[Path | None, str]:
+    """Build one sdist into ``work``; returns the wheel, or None and why not."""
+    cmd = [*pip, "wheel", "--isolated", "--no-deps", "--no-binary", key, "--no-cache-dir", "-q",
+           "-w", str(work), "--index-url", py.index_url]
+    for index in py.indexes:
+        cmd += ["--extra-index-url", index]
+    for link in find_links:
+        cmd += ["--find-links", link]
+    cmd.append(f"{key}=={version}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(SOURCE_DATE_EPOCH=_REPRODUCIBLE_EPOCH, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    if not compilers:
+        env.update(CC="false", CXX="false", LDSHARED="false")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=_BUILD_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"building it failed: {exc}"
+    wheels = sorted(work.glob("*.whl")) if work.is_dir() else []
+    if proc.returncode != 0 or not wheels:
+        return None, "building its sdist failed: " + (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return wheels[0], ""
+
+
 def build_pure_wheels(uv: str, *, env: dict[str, str], target: Target, py: PythonSection, find_links: list[str],
                       exclude: list[str], names: list[str], out: Path) -> SdistBuilds:
     """Build each of ``names`` from its sdist into ``out``; keep only pure-Python wheels."""
@@ -75,29 +99,17 @@ def build_pure_wheels(uv: str, *, env: dict[str, str], target: Target, py: Pytho
             if existing and existing[0].name.endswith("-none-any.whl"):
                 result.built[name] = existing[0]
                 continue
-            work = tmp / key
-            cmd = [*pip, "wheel", "--isolated", "--no-deps", "--no-binary", key, "--no-cache-dir", "-q",
-                   "-w", str(work), "--index-url", py.index_url]
-            for index in py.indexes:
-                cmd += ["--extra-index-url", index]
-            cmd.append(f"{key}=={version}")
-            build_env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-            build_env.update(SOURCE_DATE_EPOCH=_REPRODUCIBLE_EPOCH, PIP_NO_INPUT="1",
-                             PIP_DISABLE_PIP_VERSION_CHECK="1")
-            try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=build_env,
-                                      timeout=_BUILD_TIMEOUT_S, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                result.failed[name] = f"building it failed: {exc}"
-                continue
-            wheels = sorted(work.glob("*.whl")) if work.is_dir() else []
-            if proc.returncode != 0 or not wheels:
-                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                result.failed[name] = f"building its sdist failed: {tail}"
-                continue
-            wheel = wheels[0]
-            if not wheel.name.endswith("-none-any.whl"):
-                result.compiled[name] = wheel.name.rsplit("-", 3)[-1].removesuffix(".whl")
+            wheel, why = _build(pip, key, version, py=py, find_links=find_links, work=tmp / key, compilers=True)
+            if wheel is not None and not wheel.name.endswith("-none-any.whl"):
+                # an optional C speed-up (crcmod, say) falls back to pure Python when no compiler runs
+                pure, _ = _build(pip, key, version, py=py, find_links=find_links, work=tmp / f"{key}-pure",
+                                 compilers=False)
+                if pure is None or not pure.name.endswith("-none-any.whl"):
+                    result.compiled[name] = wheel.name.rsplit("-", 3)[-1].removesuffix(".whl")
+                    continue
+                wheel = pure
+            if wheel is None:
+                result.failed[name] = why
                 continue
             out.mkdir(parents=True, exist_ok=True)
             final = out / wheel.name
