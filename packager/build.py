@@ -18,7 +18,7 @@ from packager.errors import LockError
 from packager.fetch.apt import fetch_debs
 from packager.fetch.models import fetch_models
 from packager.fetch.wheels import fetch_wheels
-from packager.lock import Lock, read_lock, write_lock
+from packager.lock import Lock, WheelLock, read_lock, write_lock
 from packager.lock.apt import lock_apt
 from packager.lock.models import lock_models
 from packager.lock.python import lock_python
@@ -126,8 +126,26 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
     )
 
 
+def _built_wheels(specfile: SpecFile, wheels: list[WheelLock], cache: Cache) -> list[WheelLock]:
+    """Point wheels the lock built from sdists at a local copy, rebuilding (and checking) any not at hand."""
+    from packager.lock.python import find_link
+    from packager.lock.sdist import BUILT_SCHEME, rebuild
+
+    out: list[WheelLock] = []
+    for w in wheels:
+        if w.url.startswith(BUILT_SCHEME) and not cache.has(w.sha256):
+            py = specfile.spec.python
+            path = rebuild(w.name, w.version, w.filename, w.sha256, py=py, out=cache.root / "built-wheels",
+                           find_links=[find_link(specfile, f) for f in py.find_links])
+            out.append(w.model_copy(update={"url": path.as_uri()}))
+        else:
+            out.append(w)
+    return out
+
+
 def fetch(specfile: SpecFile, lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
     wheels = [*(lk.python.wheels if lk.python else []), *(lk.controller.wheels if lk.controller else [])]
+    wheels = _built_wheels(specfile, wheels, cache)
     if wheels:
         fetch_wheels(wheels, cache, jobs=jobs)
     if lk.models is not None:

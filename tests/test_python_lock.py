@@ -17,10 +17,11 @@ from urllib.request import url2pathname
 import pytest
 import yaml
 
-from packager.errors import CudaMismatchError, LockError, NoWheelError
+from packager.errors import CudaMismatchError, FetchError, LockError, NoWheelError
 from packager.hashing import sha256_file
 from packager.lock import PythonLock, WheelLock
 from packager.lock.python import _check_torch, _wheels_from_pylock, lock_python
+from packager.lock.sdist import rebuild
 from packager.spec import PythonSection, SpecFile, Target, parse_spec
 
 HEX = set("0123456789abcdef")
@@ -134,11 +135,19 @@ def test_pure_python_sdists_are_built_compiled_ones_named(tmp_path: Path) -> Non
     antlr = lock["antlr4-python3-runtime"]
     assert antlr.filename == "antlr4_python3_runtime-4.9.3-py3-none-any.whl"
     wheel = built / antlr.filename
-    assert antlr.url == wheel.as_uri() and antlr.sha256 == sha256_file(wheel)[0]
+    # recorded by origin, not by this machine's cache path: any machine rebuilds it and checks the digest
+    assert antlr.url == "sdist-build:" + antlr.filename and antlr.sha256 == sha256_file(wheel)[0]
     assert lock["six"].url.startswith("https://")
-    # the same sdist builds to the same bytes: a relock does not change the lock
+    # the same sdist builds to the same bytes: a relock does not change the lock...
     wheel.unlink()
     assert by_name(lock_python(spec, build_dir=built))["antlr4-python3-runtime"].sha256 == antlr.sha256
+    # ...and a machine without the built wheel (a fresh cache) gets the locked bytes back
+    again = rebuild(antlr.name, antlr.version, antlr.filename, antlr.sha256, py=spec.spec.python, find_links=[],
+                    out=tmp_path / "fresh")
+    assert sha256_file(again)[0] == antlr.sha256
+    with pytest.raises(FetchError, match="differs from the locked one"):
+        rebuild(antlr.name, antlr.version, antlr.filename, "0" * 64, py=spec.spec.python, find_links=[],
+                out=tmp_path / "fresh2")
 
     links = tmp_path / "sdists"
     links.mkdir()

@@ -140,8 +140,13 @@ def lock_python(specfile: SpecFile, *, previous: PythonLock | None = None, uv: s
     if not py.requirements:
         return PythonLock(spec_digest=digest, wheels=[], resolver="none")
     uv_bin = find_uv(uv)
-    find_links = [_find_link(specfile, f) for f in py.find_links]
+    find_links = [find_link(specfile, f) for f in py.find_links]
     wheels = resolve_wheels(uv_bin, spec.target, py, find_links, build_dir)
+    if build_dir is not None:
+        from packager.lock.sdist import BUILT_SCHEME
+
+        built = {(build_dir / w.filename).as_uri() for w in wheels}
+        wheels = [w.model_copy(update={"url": BUILT_SCHEME + w.filename}) if w.url in built else w for w in wheels]
     _check_torch(wheels, spec.target, py, find_links)
     return PythonLock(spec_digest=digest, wheels=wheels, resolver=uv_version(uv_bin))
 
@@ -154,7 +159,7 @@ def resolve_wheels(uv: str, target: Target, py: PythonSection, find_links: list[
     return sorted(_wheels_from_pylock(packages, target), key=lambda w: w.name)
 
 
-def _find_link(specfile: SpecFile, entry: str) -> str:
+def find_link(specfile: SpecFile, entry: str) -> str:
     if re.match(r"^[a-z][a-z0-9+.-]*://", entry, re.IGNORECASE) and not entry.startswith("file://"):
         return entry
     path = specfile.resolve(url2pathname(urlparse(entry).path) if entry.startswith("file://") else entry)

@@ -21,6 +21,9 @@ from packaging.utils import canonicalize_name
 from packager.spec import PythonSection, Target
 
 _BUILD_TIMEOUT_S = 600
+# A wheel the lock built from an sdist is recorded under this scheme, not under the path of the build
+# machine's cache: any machine rebuilds it from the same sdist (the bytes are reproducible) and checks it.
+BUILT_SCHEME = "sdist-build:"
 # zip entries carry timestamps: pin them so the same sdist gives the same wheel bytes
 _REPRODUCIBLE_EPOCH = "315532800"
 
@@ -116,3 +119,32 @@ def build_pure_wheels(uv: str, *, env: dict[str, str], target: Target, py: Pytho
             shutil.copyfile(wheel, final)
             result.built[name] = final
     return result
+
+
+def rebuild(name: str, version: str, filename: str, sha256: str, *, py: PythonSection, find_links: list[str],
+            out: Path) -> Path:
+    """The wheel a lock recorded as built from an sdist: from ``out`` if there, else built again and checked."""
+    from packager.errors import FetchError
+    from packager.hashing import sha256_file
+
+    final = out / filename
+    if final.is_file() and sha256_file(final)[0] == sha256:
+        return final
+    with tempfile.TemporaryDirectory(prefix="airlock-sdist-") as d:
+        pip = [sys.executable, "-m", "pip"]
+        for compilers in (True, False):
+            wheel, why = _build(pip, canonicalize_name(name), version, py=py, find_links=find_links,
+                                work=Path(d) / str(compilers), compilers=compilers)
+            if wheel is not None and wheel.name == filename:
+                break
+        else:
+            raise FetchError(f"cannot rebuild {filename} from its sdist: {why or 'it built another wheel'}",
+                             where=f"python wheels: {name}", hint="run with --relock")
+        found = sha256_file(wheel)[0]
+        if found != sha256:
+            raise FetchError(f"the rebuilt {filename} differs from the locked one: sha256 {found}, locked {sha256}",
+                             where=f"python wheels: {name}",
+                             hint="its build is not reproducible here (another setuptools?); run with --relock")
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(wheel, final)
+    return final
