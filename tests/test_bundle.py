@@ -28,7 +28,8 @@ FILES = {
 }
 
 
-def make_bundle(tmp_path: Path, keypair: tuple[Path, Path], files: dict[str, bytes] = FILES) -> Path:
+def make_bundle(tmp_path: Path, keypair: tuple[Path, Path], files: dict[str, bytes] = FILES,
+                out: Path | None = None) -> Path:
     cache = Cache(tmp_path / "cache")
     entries = [FileEntry(path=p, sha256=cache.put_bytes(b), size=len(b)) for p, b in sorted(files.items())]
     m = Manifest(
@@ -40,7 +41,7 @@ def make_bundle(tmp_path: Path, keypair: tuple[Path, Path], files: dict[str, byt
         models=[ModelEntry(name="a", source="local", repo="/x", root="models/a", files=2, size=300_014)],
         files=entries,
     )
-    return assemble(m, cache, tmp_path / "dist", load_secret_key(keypair[0]))
+    return assemble(m, cache, out or tmp_path / "dist", load_secret_key(keypair[0]))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -211,3 +212,19 @@ def test_cache_sweeps_only_stale_scratch(tmp_path: Path) -> None:
         os.utime(p, (0, 0))
     Cache(tmp_path / "c")
     assert not old_dir.exists() and not old_file.exists() and fresh.exists()
+
+
+def test_disk_full_while_writing_the_bundle(tmp_path: Path, keypair: tuple[Path, Path]) -> None:
+    """A real full disk: a 128 KiB tmpfs as the output folder (the cache is on another filesystem, so
+    every blob is copied). The error says so, and nothing is left in the output folder."""
+    out = tmp_path / "small-disk"
+    out.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(out)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        with pytest.raises(BundleError, match="disk full while writing the bundle"):
+            make_bundle(tmp_path, keypair, out=out)
+        assert list(out.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
