@@ -116,3 +116,36 @@ def test_previous_kept_old_releases_pruned_and_blobs_freed(tmp_path: Path) -> No
     assert res["pruned"] == ["1.1.0"]
     blobs = {p.read_bytes() for p in (root / "store" / "sha256").iterdir()}
     assert shared in blobs and b"1.3.0" * 50 in blobs and b"1.0.0" * 50 not in blobs and b"1.1.0" * 50 not in blobs
+
+
+def _tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_release_on_another_filesystem_and_a_full_disk(tmp_path: Path) -> None:
+    """releases/ on its own filesystem: blobs are copied instead of linked; when that disk is full the
+    build fails with a clear message, leaves no half-built release, and the rerun completes."""
+    root = tmp_path / "opt"
+    b = bundle(tmp_path / "b1", "1.0.0", {"models/m/w.bin": os.urandom(300_000), "meta/models.yaml": b"x: 1\n"})
+    transfer(root, b, module(root, b, "planned")["missing"])
+    releases = root / "releases"
+    if not _tmpfs(releases, "64k"):
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        res = module(root, b, "present")
+        assert res["failed"] is True and "disk full on this host" in str(res["msg"]), res
+        assert list(releases.iterdir()) == []  # no .partial left behind
+    finally:
+        subprocess.run(["umount", str(releases)], check=True)
+    assert _tmpfs(releases, "4m")
+    try:
+        assert module(root, b, "present")["changed"] is True
+        w = releases / "1.0.0" / "models" / "m" / "w.bin"
+        assert w.stat().st_nlink == 1 and w.stat().st_size == 300_000  # a copy, not a link
+        assert module(root, b, "active")["changed"] is True
+    finally:
+        subprocess.run(["umount", str(releases)], check=True)

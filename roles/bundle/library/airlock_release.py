@@ -197,7 +197,14 @@ class Release:
             for f in self.files:
                 dst = os.path.join(work, f["path"])
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
-                os.link(os.path.join(self.store, f["sha256"]), dst)
+                src = os.path.join(self.store, f["sha256"])
+                try:
+                    os.link(src, dst)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM):
+                        raise
+                    shutil.copyfile(src, dst)  # releases/ on another filesystem than the store
+                    os.chmod(dst, 0o444)
             with open(os.path.join(work, "manifest.json"), "wb") as out:
                 out.write(self.manifest_raw)
             with open(os.path.join(work, MARKER), "w") as out:
