@@ -6,8 +6,11 @@ spec section it came from, so a change to the models does not re-resolve the whe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -17,6 +20,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from packager.errors import LockError
 
 LOCK_SCHEMA = 1
+
+
+@functools.cache
+def tool_version(binary: str, name: str) -> str:
+    """``NAME X.Y.Z`` of a resolver (uv, apt-get), as the lock records it. LockError if it does not run."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LockError(f"{name} does not run: {exc}", where=binary) from None
+    m = re.match(rf"{re.escape(name)}\s+(\S+)", out.strip())
+    return f"{name} {m.group(1)}" if m else (out.strip().splitlines() or [name])[0]
 
 
 class _Frozen(BaseModel):

@@ -23,7 +23,6 @@ the fleet's test image (Debian 12 minbase + systemd + python3), trimmed to the f
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -39,7 +38,7 @@ from urllib.parse import unquote, urlparse
 from packager.cache import Cache
 from packager.errors import LockError
 from packager.hashing import sha256_file
-from packager.lock import AptLock, DebLock
+from packager.lock import AptLock, DebLock, tool_version
 from packager.spec import AptSection, AptSource, SpecFile, Target
 
 __all__ = ["DATA", "DEFAULT_KEYRING", "INDEX_FIELDS", "apt_arch", "base_snapshot", "find_apt", "lock_apt",
@@ -76,14 +75,8 @@ def find_apt() -> tuple[str, str]:
     return get, cache
 
 
-@functools.cache
 def apt_version(apt_get: str) -> str:
-    try:
-        out = subprocess.run([apt_get, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise LockError(f"apt-get does not run: {exc}", where=apt_get) from None
-    m = re.match(r"apt\s+(\S+)", out.strip())
-    return f"apt {m.group(1)}" if m else out.strip().splitlines()[0]
+    return tool_version(apt_get, "apt")
 
 
 def parse_deb822(text: str) -> list[dict[str, str]]:

@@ -11,7 +11,6 @@ so that is a lock error here, with the index to add.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import re
@@ -35,7 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from packager.errors import CudaMismatchError, LockError, NoWheelError
 from packager.hashing import sha256_file
-from packager.lock import PythonLock, WheelLock
+from packager.lock import PythonLock, WheelLock, tool_version
 from packager.spec import PythonSection, SpecFile, Target
 
 __all__ = ["TORCH_FAMILY", "find_uv", "lock_python", "resolve_wheels", "target_platforms", "target_tags",
@@ -73,15 +72,9 @@ def find_uv(uv: str | None = None) -> str:
     return found
 
 
-@functools.cache
 def uv_version(uv: str) -> str:
     """``uv X.Y.Z``: recorded in the lock as the resolver."""
-    try:
-        out = subprocess.run([uv, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise LockError(f"uv does not run: {exc}", where=uv) from None
-    m = re.match(r"uv\s+(\S+)", out.strip())
-    return f"uv {m.group(1)}" if m else out.strip()
+    return tool_version(uv, "uv")
 
 
 def uv_env() -> dict[str, str]:
