@@ -13,7 +13,7 @@ for scenario in default fleet; do
   molecule prepare -s "$scenario" >/dev/null
   t0=$(date +%s.%N); molecule converge -s "$scenario" >/tmp/bench-converge-1.log 2>&1; t1=$(date +%s.%N)
   molecule converge -s "$scenario" >/tmp/bench-converge-2.log 2>&1; t2=$(date +%s.%N)
-  changed=$(grep -Eo 'changed=[0-9]+' /tmp/bench-converge-2.log | cut -d= -f2 | paste -sd+ | python3 -c "import sys; print(eval(sys.stdin.read() or "0"))")
+  changed=$(grep -Eo 'changed=[0-9]+' /tmp/bench-converge-2.log | cut -d= -f2 | paste -sd+ | python3 -c "import sys; print(eval(sys.stdin.read() or '0'))")
   hosts=$(grep -Ec '^.{0,40}(airlock1|lb1|gpu1|gpu2) +: ok=' /tmp/bench-converge-2.log || true)
   molecule destroy -s "$scenario" >/dev/null
   results+=("$(printf '{"scenario": "%s", "hosts": %s, "first_converge_s": %.1f, "rerun_s": %.1f, "rerun_changed": %s}' \
