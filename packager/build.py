@@ -14,12 +14,13 @@ from packager.bundle.assemble import assemble
 from packager.bundle.manifest import FileEntry, Manifest, ModelEntry, PackageEntry, Provenance
 from packager.cache import Cache
 from packager.controller import controller_files, controller_requirements, lock_controller, source_root
-from packager.errors import LockError
+from packager.errors import FetchError, LockError
 from packager.fetch.apt import fetch_debs
 from packager.fetch.models import fetch_models
 from packager.fetch.wheels import fetch_wheels
 from packager.lock import Lock, WheelLock, read_lock, write_lock
 from packager.lock.apt import lock_apt
+from packager.lock.local import LOCAL_SCHEME, build_local_wheels, python_digest
 from packager.lock.models import lock_models
 from packager.lock.python import lock_python
 from packager.signing import SecretKey
@@ -33,11 +34,14 @@ def lock(specfile: SpecFile, cache: Cache, *, relock: bool = False) -> Lock:
     previous = None if relock else read_lock(specfile.lock_path)
     spec = specfile.spec
     prev_py = previous.python if previous else None
-    if prev_py is not None and prev_py.spec_digest == spec.section_digest("python"):
+    local = build_local_wheels(specfile, cache)
+    for lw in local:
+        log.info("lock: built %s from %s", lw.filename, lw.entry)
+    if prev_py is not None and prev_py.spec_digest == python_digest(spec, local):
         py = prev_py
         log.info("lock: python section unchanged, %d wheels reused", len(py.wheels))
-    elif spec.python.requirements:
-        py = lock_python(specfile, build_dir=cache.root / "built-wheels")
+    elif spec.python.requirements or local:
+        py = lock_python(specfile, build_dir=cache.root / "built-wheels", local=local)
         log.info("lock: resolved %d wheels for %s", len(py.wheels), spec.target.python_platform)
     else:
         py = None
@@ -133,6 +137,10 @@ def _built_wheels(specfile: SpecFile, wheels: list[WheelLock], cache: Cache) -> 
 
     out: list[WheelLock] = []
     for w in wheels:
+        if w.url.startswith(LOCAL_SCHEME) and not cache.has(w.sha256):
+            raise FetchError(f"{w.filename}, built from the project {w.url.removeprefix(LOCAL_SCHEME)}, "
+                             "is not in the cache", where=f"python wheels: {w.name}",
+                             hint="run `build`, which builds python.local projects before fetching")
         if w.url.startswith(BUILT_SCHEME) and not cache.has(w.sha256):
             py = specfile.spec.python
             path = rebuild(w.name, w.version, w.filename, w.sha256, py=py, out=cache.root / "built-wheels",

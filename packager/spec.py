@@ -71,6 +71,9 @@ def _pep508(v: list[str]) -> list[str]:
 
 class PythonSection(_Frozen):
     requirements: list[str] = Field(default_factory=list)
+    #: folders of the operator's own Python projects (each with a pyproject.toml), relative to the spec:
+    #: built into wheels at every build and resolved with their dependencies like the requirements
+    local: list[str] = Field(default_factory=list)
     indexes: list[str] = Field(default_factory=list)
     find_links: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
@@ -80,6 +83,14 @@ class PythonSection(_Frozen):
     @classmethod
     def _pep508(cls, v: list[str]) -> list[str]:
         return _pep508(v)
+
+    @field_validator("local")
+    @classmethod
+    def _folders(cls, v: list[str]) -> list[str]:
+        for i, entry in enumerate(v):
+            if not entry.strip() or "://" in entry:
+                raise ValueError(f"local[{i}] {entry!r} is not a folder path (a project with a pyproject.toml)")
+        return v
 
     @field_validator("exclude")
     @classmethod

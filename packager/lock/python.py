@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 from packager.errors import CudaMismatchError, LockError, NoWheelError
 from packager.hashing import sha256_file
 from packager.lock import PythonLock, WheelLock, tool_version
+from packager.lock.local import LocalWheel, python_digest
 from packager.spec import PythonSection, SpecFile, Target
 
 __all__ = ["TORCH_FAMILY", "find_uv", "lock_python", "resolve_wheels", "target_platforms", "target_tags",
@@ -123,15 +124,18 @@ def _marker_env(target: Target) -> dict[str, str]:
 
 
 def lock_python(specfile: SpecFile, *, previous: PythonLock | None = None, uv: str | None = None,
-                build_dir: Path | None = None) -> PythonLock:
-    """Pin every wheel ``spec.python`` needs on the target. Returns ``previous`` untouched if still current."""
+                build_dir: Path | None = None, local: Sequence[LocalWheel] = ()) -> PythonLock:
+    """Pin every wheel ``spec.python`` needs on the target. Returns ``previous`` untouched if still current.
+    ``local`` are the wheels built from ``python.local``: resolved with the requirements, dependencies too."""
     spec = specfile.spec
-    digest = spec.section_digest("python")
+    digest = python_digest(spec, list(local))
     if previous is not None and previous.spec_digest == digest:
         return previous
     py = spec.python
-    if not py.requirements:
+    if not py.requirements and not local:
         return PythonLock(spec_digest=digest, wheels=[], resolver="none")
+    if local:
+        py = py.model_copy(update={"requirements": [*py.requirements, *(w.requirement for w in local)]})
     uv_bin = find_uv(uv)
     find_links = [find_link(specfile, f) for f in py.find_links]
     wheels = resolve_wheels(uv_bin, spec.target, py, find_links, build_dir)
@@ -140,6 +144,8 @@ def lock_python(specfile: SpecFile, *, previous: PythonLock | None = None, uv: s
 
         built = {(build_dir / w.filename).as_uri() for w in wheels}
         wheels = [w.model_copy(update={"url": BUILT_SCHEME + w.filename}) if w.url in built else w for w in wheels]
+    by_uri = {lw.path.resolve().as_uri(): lw for lw in local}
+    wheels = [w.model_copy(update={"url": by_uri[w.url].url}) if w.url in by_uri else w for w in wheels]
     _check_torch(wheels, spec.target, py, find_links)
     return PythonLock(spec_digest=digest, wheels=wheels, resolver=uv_version(uv_bin))
 
