@@ -15,7 +15,7 @@ if [[ ! -d /opt/wheels ]]; then
   # wheel comes from the PyTorch CPU index, so build from a copy of the spec that names it instead.
   spec=demo/models.yaml
   sed -e 's#^  find_links:#  indexes: ["https://download.pytorch.org/whl/cpu"]\n  find_links: []#' \
-      -e '\#^    - /opt/wheels#d' -e 's#path: demo/models/#path: models/#' models.yaml >"$spec"
+      -e '\#^    - /opt/wheels#d' -e 's#path: demo/models/#path: models/#' -e 's#^    - \.$#    - ..#' models.yaml >"$spec"
 fi
 $py -m packager build --models "$spec" --key demo/keys/demo.key --out dist
 $py -m packager verify dist/demo-1.0.0 --pubkey demo/keys/demo.pub

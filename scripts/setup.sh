@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for tool in minisign:minisign espeak-ng:espeak-ng sox:sox; do
+for tool in minisign:minisign espeak-ng:espeak-ng sox:sox chromium:chromium chromedriver:chromium-driver; do
   cmd=${tool%%:*}; pkg=${tool##*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

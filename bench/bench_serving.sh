@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Serving figures on the podman test fleet (molecule/fleet: a balancer and two workers, 2 cores shared):
+# - time from the start of `ansible-playbook site.yml` (molecule converge) to the first successful chat
+#   completion through the balancer, polled from the control node;
+# - ASR requests/s through the balancer with one worker (the other drained with airlock-lb) and with two,
+#   same load (concurrency 8), side by side;
+# - each unit's `systemd-analyze security` exposure score.
+# Writes bench/results/serving.json. Needs scripts/setup.sh done (root). Leaves the fleet destroyed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+out=bench/results/serving.json
+work=/var/tmp/airlock-molecule-fleet
+key=airlock-test-key
+molecule destroy -s fleet >/dev/null 2>&1 || true
+molecule create -s fleet >/dev/null # runs prepare too: builds the bundle
+lb=$(podman inspect -f '{{ (index .NetworkSettings.Networks "airlock-fleet").IPAddress }}' lb1)
+chat='{"model": "tiny-llama", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}'
+t0=$(date +%s.%N)
+molecule converge -s fleet >/tmp/bench-serving-converge.log 2>&1 &
+converge=$!
+first=""
+while kill -0 "$converge" 2>/dev/null; do
+  if curl -sf -m 10 -H "Authorization: Bearer $key" -H 'Content-Type: application/json' -d "$chat" \
+      "http://$lb/v1/chat/completions" >/dev/null 2>&1; then
+    first=$(python3 -c "print(round($(date +%s.%N) - $t0, 1))"); break
+  fi
+  sleep 2
+done
+wait "$converge"
+t1=$(date +%s.%N)
+espeak-ng -w "$work/speech.wav" "hello from the air gapped network"
+podman cp molecule/resources/files/fleet_client.py lb1:/var/tmp/fleet_client.py
+podman cp "$work/speech.wav" lb1:/var/tmp/speech.wav
+load() {
+  podman exec lb1 python3 /var/tmp/fleet_client.py http://127.0.0.1/ --key "$key" --audio /var/tmp/speech.wav \
+    --only asr --requests 48 --concurrency 8
+}
+load >/dev/null # warm-up
+podman exec lb1 airlock-lb drain gpu2 --wait 60 >/dev/null
+one=$(load)
+podman exec lb1 airlock-lb restore gpu2 >/dev/null
+two=$(load)
+scores=$(for h in gpu1; do for u in airlock-vllm-tiny-llama airlock-asr; do
+  printf '"%s": %s,' "$u" "$(podman exec $h systemd-analyze security --no-pager $u.service | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
+done; done)
+python3 - "$first" "$(python3 -c "print(round($t1 - $t0, 1))")" "$one" "$two" "{${scores%,}}" >"$out" <<'EOF'
+import json, sys
+first, converge, one, two, scores = sys.argv[1:]
+one, two = json.loads(one), json.loads(two)
+r1, r2 = one["load"]["per_second"], two["load"]["per_second"]
+print(json.dumps({
+    "first_request_after_s": float(first) if first else None,
+    "converge_s": float(converge),
+    "asr_one_worker": one["load"], "asr_two_workers": two["load"],
+    "asr_failures": len(one["failures"]) + len(two["failures"]),
+    "asr_scaling": round(r2 / r1, 2), "asr_scaling_efficiency": round(r2 / r1 / 2, 2),
+    "exposure": json.loads(scores),
+}, indent=2))
+EOF
+molecule destroy -s fleet >/dev/null
+cat "$out"
