@@ -142,14 +142,17 @@ class Page:
         if text:
             raise self.fail(f"the page shows an error: {text}")
 
-    def wait(self, what: str, script: str, *args: Any, timeout: float | None = None) -> Any:
-        """Poll `script` until it returns something truthy; the page's error banner fails at once."""
+    def wait(self, what: str, script: str, *args: Any, timeout: float | None = None,
+             errors_fail: bool = True) -> Any:
+        """Poll `script` until it returns something truthy; the page's error banner fails at once
+        unless `errors_fail` is false (an error that is expected at this step, such as a 401 before the key)."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             value = self.js(script, *args)
             if value:
                 return value
-            self.no_error()
+            if errors_fail:
+                self.no_error()
             if time.monotonic() > deadline:
                 raise self.fail(f"timed out after {timeout or self.timeout:.0f} s waiting for {what}")
             time.sleep(0.2)
@@ -195,9 +198,12 @@ def start_browser(origin: str, profile: Path, window: tuple[int, int]) -> webdri
 # ------------------------------------------------------------------------------------------- the steps
 
 
-def load_page(page: Page, url: str) -> None:
+def load_page(page: Page, url: str, *, key_expected: bool) -> None:
+    """Open the page and wait for its first model-list load. With a key to type, that load may answer 401
+    (and an older load may show it while a newer one is still running): not a failure at this step."""
     page.driver.get(url)
-    page.wait("the page to run its script", "return document.body && document.body.dataset.modelLoads")
+    page.wait("the page to run its script", "return document.body && document.body.dataset.modelLoads",
+              errors_fail=not key_expected)
     title = page.driver.title
     missing = [i for i in PAGE_IDS if not page.js("return !!document.getElementById(arguments[0])", i)]
     if "Airlock" not in title or missing:
@@ -461,7 +467,7 @@ def run_checks(page: Page, args: argparse.Namespace, summary: dict[str, Any]) ->
     expected = [b.strip() for b in args.expect_backends.split(",") if b.strip()]
     seen: dict[str, str] = {}
     with running(page, "load page"):
-        load_page(page, url)
+        load_page(page, url, key_expected=bool(args.api_key))
         if not args.api_key:
             info = models_loaded(page, with_key=False)
     if args.api_key:
