@@ -8,10 +8,12 @@ import logging
 import os
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from packager import __version__
 from packager.bundle.aptrepo import apt_repo_files
 from packager.bundle.assemble import assemble
-from packager.bundle.manifest import FileEntry, Manifest, ModelEntry, PackageEntry, Provenance
+from packager.bundle.manifest import FileEntry, Manifest, ModelEntry, PackageEntry, PatchEntry, Provenance
 from packager.cache import Cache
 from packager.controller import controller_files, controller_requirements, lock_controller, source_root
 from packager.errors import FetchError, LockError
@@ -23,6 +25,9 @@ from packager.lock.apt import lock_apt
 from packager.lock.local import LOCAL_SCHEME, build_local_wheels, python_digest
 from packager.lock.models import lock_models
 from packager.lock.python import lock_python
+from packager.patching.bundle import bundle_patches
+from packager.patching.classify import STATUS_WORDS, Decision, classify, refuse_unchecked
+from packager.patching.meta import spec_catalog
 from packager.signing import SecretKey
 from packager.spec import SpecFile
 
@@ -81,6 +86,28 @@ def _when() -> dt.datetime:
     return when
 
 
+def patch_decisions(specfile: SpecFile, lk: Lock) -> list[Decision]:
+    """What the catalogue says about each resolved wheel it has a patch for; PatchError for an unchecked
+    version unless the spec allows it (called before fetching, and again for the manifest)."""
+    wheels = lk.python.wheels if lk.python is not None else []
+    decisions = classify(spec_catalog(specfile), {w.name: w.version for w in wheels})
+    refuse_unchecked(decisions, specfile.spec.patches.allow_unchecked)
+    return decisions
+
+
+def patch_files(specfile: SpecFile, lk: Lock, cache: Cache) -> tuple[list[FileEntry], list[PatchEntry] | None]:
+    """The ``patches/`` files for the resolved wheels (docs/patches.md); None when no patch concerns them."""
+    wheels = lk.python.wheels if lk.python is not None else []
+    decisions = patch_decisions(specfile, lk)
+    if not decisions:
+        return [], None
+    for d in decisions:
+        log.info("patches: %s for %s %s: %s%s", d.id, d.distribution, d.version, STATUS_WORDS[d.status],
+                 " (allowed by patches.allow_unchecked; not applied)" if d.status == "unchecked" else "")
+    files, info = bundle_patches(decisions, cache, {canonicalize_name(w.name): w.sha256 for w in wheels})
+    return files, list(info.entries)
+
+
 def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
     """The manifest of everything the lock names. Every blob must already be in the cache."""
     when = _when()
@@ -99,6 +126,8 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
             models.append(ModelEntry(name=m.name, source=m.source, repo=m.repo or m.path, revision=m.revision,
                                      commit=m.commit, root=root, files=len(m.files),
                                      size=sum(f.size for f in m.files)))
+    pfiles, patches = patch_files(specfile, lk, cache)
+    files += pfiles
     controller = None
     if specfile.spec.controller is not None:
         cfiles, controller = controller_files(specfile.spec, lk.controller, cache)
@@ -127,6 +156,7 @@ def make_manifest(specfile: SpecFile, lk: Lock, cache: Cache) -> Manifest:
         files=sorted(files, key=lambda f: f.path),
         controller=controller,
         system_packages=debs,
+        patches=patches,
     )
 
 
@@ -165,6 +195,7 @@ def fetch(specfile: SpecFile, lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
 def build(specfile: SpecFile, key: SecretKey, out: Path, cache: Cache, *, relock: bool = False,
           jobs: int = 8) -> Path:
     lk = lock(specfile, cache, relock=relock)
+    patch_decisions(specfile, lk)  # an unchecked version stops the build before it downloads anything
     fetch(specfile, lk, cache, jobs=jobs)
     manifest = make_manifest(specfile, lk, cache)
     path = assemble(manifest, cache, out, key)

@@ -15,6 +15,8 @@ from packager.errors import AirlockError
 
 if TYPE_CHECKING:
     from packager.cache import Cache
+    from packager.patching.meta import Patch
+    from packager.patching.venv import VenvPatch
     from packager.signing import PublicKey
     from packager.spec import SpecFile
 
@@ -122,6 +124,87 @@ def cmd_unpack(a: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog(a: argparse.Namespace) -> list[Patch]:
+    from packager.patching.meta import default_catalog
+
+    return default_catalog([Path(d) for d in a.catalog or []])
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    from packager.bundle.inspect import _table as table
+
+    return "\n".join(table(headers, rows))
+
+
+def cmd_patches_list(a: argparse.Namespace) -> int:
+    patches = _catalog(a)
+    print(_table(["id", "distribution", "variants", "fixed", "summary"], [
+        [p.id, p.dist, "; ".join(v.versions for v in p.meta.variants) or "-",
+         "; ".join(f.versions for f in p.meta.fixed) or "-", p.meta.summary] for p in patches]))
+    print(f"{len(patches)} patch(es)")
+    return 0
+
+
+def cmd_patches_check(a: argparse.Namespace) -> int:
+    import importlib.util
+
+    from packager.errors import PatchError
+
+    if importlib.util.find_spec("httpx") is None:
+        raise AirlockError("patches check needs httpx", hint="pip install 'airlock-packager[build]'")
+    from packager.patching.check import check_catalog, render_report
+
+    patches = _catalog(a)
+    if a.only:
+        unknown = sorted(set(a.only) - {p.id for p in patches})
+        if unknown:
+            raise PatchError(f"no patch {', '.join(unknown)} in the catalogue", where="--only",
+                             hint="python -m packager patches list shows the catalogue")
+        patches = [p for p in patches if p.id in a.only]
+    report = check_catalog(patches, a.index_url)
+    print(render_report(report, strict=a.strict))
+    errors = report.errors(strict=a.strict)
+    if errors:
+        raise PatchError(f"{len(errors)} problem(s) in the catalogue:\n  " + "\n  ".join(errors))
+    return 0
+
+
+def _venv_rows(results: list[VenvPatch], verb: str | None = None) -> str:
+    words = {"applies": "applies", "not_needed": "not needed", "unchecked": "UNCHECKED"}
+    rows = []
+    for r in results:
+        state = r.state.replace("_", " ") if r.status == "applies" else "-"
+        done = f"{verb} {len(r.changed)} file(s)" if verb and r.changed else "-"
+        rows.append([r.id, r.distribution, r.version, words[r.status], state, done])
+    return _table(["id", "distribution", "version", "catalogue", "venv", "this run"], rows)
+
+
+def cmd_patches_status(a: argparse.Namespace) -> int:
+    from packager.patching.venv import status_venv
+
+    print(_venv_rows(status_venv(Path(a.venv), _catalog(a))))
+    return 0
+
+
+def cmd_patches_apply(a: argparse.Namespace) -> int:
+    from packager.patching.venv import apply_venv
+
+    results = apply_venv(Path(a.venv), _catalog(a))
+    print(_venv_rows(results, "patched"))
+    for r in results:
+        if r.status == "unchecked":
+            log.warning("patches: %s not applied: %s %s is in no checked range of the catalogue", r.id,
+                        r.distribution, r.version)
+    return 0
+
+
+def cmd_patches_revert(a: argparse.Namespace) -> int:
+    from packager.patching.venv import revert_venv
+
+    print(_venv_rows(revert_venv(Path(a.venv), _catalog(a)), "restored"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m packager",
@@ -178,7 +261,47 @@ def build_parser() -> argparse.ArgumentParser:
     pubkey(sp, True)
     jobs(sp)
     sp.set_defaults(func=cmd_unpack)
+    _patches_parser(sub)
     return p
+
+
+def _patches_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser("patches", help="the offline patches catalogue: list, check, and apply to a venv")
+    psub = sp.add_subparsers(dest="patches_command", required=True, metavar="ACTION")
+
+    def catalog(pp: argparse.ArgumentParser) -> None:
+        pp.add_argument("--catalog", action="append", metavar="DIR",
+                        help="another catalogue folder on top of the built-in one; repeatable")
+
+    def venv(pp: argparse.ArgumentParser) -> None:
+        pp.add_argument("--venv", required=True, metavar="V", help="the virtual environment (holds bin/ and lib/)")
+
+    pp = psub.add_parser("list", help="the patches in the catalogue")
+    catalog(pp)
+    pp.set_defaults(func=cmd_patches_list)
+
+    pp = psub.add_parser("check", help="check the catalogue against the released wheels on the package index")
+    catalog(pp)
+    pp.add_argument("--only", action="append", metavar="ID", help="check only this patch; repeatable")
+    pp.add_argument("--strict", action="store_true", help="a newer release in no checked range is an error")
+    pp.add_argument("--index-url", default="https://pypi.org", metavar="URL",
+                    help="index with the PyPI JSON API (/pypi/<name>/json); default https://pypi.org")
+    pp.set_defaults(func=cmd_patches_check)
+
+    pp = psub.add_parser("status", help="which patches a venv needs and has")
+    venv(pp)
+    catalog(pp)
+    pp.set_defaults(func=cmd_patches_status)
+
+    pp = psub.add_parser("apply", help="apply the catalogue's patches to a venv (checked first, atomic, idempotent)")
+    venv(pp)
+    catalog(pp)
+    pp.set_defaults(func=cmd_patches_apply)
+
+    pp = psub.add_parser("revert", help="put back the files as the wheels ship them")
+    venv(pp)
+    catalog(pp)
+    pp.set_defaults(func=cmd_patches_revert)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

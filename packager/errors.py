@@ -114,3 +114,9 @@ class BundleError(AirlockError):
     """A bundle directory is malformed, or a bundle cannot be written/unpacked."""
 
     exit_code = 9
+
+
+class PatchError(AirlockError):
+    """An offline patch is malformed, does not match the files it pins, or covers no checked version."""
+
+    exit_code = 10

@@ -248,6 +248,22 @@ class SystemPackages(_Frozen):
     apt: AptSection | None = None
 
 
+class PatchesSection(_Frozen):
+    """Offline patches (docs/patches.md): the built-in catalogue plus ``catalogs``, less ``skip``."""
+
+    catalogs: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)  # folders, relative to the spec
+    allow_unchecked: bool = False  # build even if a resolved version is in no checked range of a patch
+    skip: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")]] = Field(default_factory=list)  # patch ids
+
+    @field_validator("skip", "catalogs")
+    @classmethod
+    def _once(cls, v: list[str]) -> list[str]:
+        for i, x in enumerate(v):
+            if x in v[:i]:
+                raise ValueError(f"[{i}] {x!r} is listed twice")
+        return v
+
+
 class Spec(_Frozen):
     bundle: BundleInfo
     target: Target
@@ -255,6 +271,7 @@ class Spec(_Frozen):
     models: list[ModelSpec] = Field(default_factory=list)
     controller: ControllerSection | None = None  # absent: the bundle carries no control node
     system_packages: SystemPackages | None = None  # absent: the bundle carries no .debs
+    patches: PatchesSection = Field(default_factory=PatchesSection)  # absent: the built-in catalogue, nothing skipped
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Spec:

@@ -26,6 +26,7 @@ def describe(manifest: Manifest, *, signed_by: str | None) -> dict[str, Any]:
             for d in manifest.system_packages
         ],
         "controller": _controller(manifest),
+        "patches": None if manifest.patches is None else [e.model_dump() for e in manifest.patches],
         "totals": {
             "files": len(manifest.files),
             "blobs": len(manifest.blobs()),
@@ -86,6 +87,14 @@ def render_text(info: dict[str, Any]) -> str:
                       f"{human_size(sum(d['size'] for d in debs))})"]
         lines += _table(["name", "version", "arch", "size"],
                         [[d["name"], d["version"], d["arch"], human_size(d["size"])] for d in debs])
+    patches = info.get("patches")
+    if patches is not None:
+        words = {"applies": "applies", "not_needed": "not needed", "unchecked": "unchecked"}
+        counts = ", ".join(f"{sum(x['status'] == k for x in patches)} {w}" for k, w in words.items())
+        lines += ["", f"patches ({len(patches)}: {counts}; files under patches/)"]
+        lines += _table(["id", "distribution", "version", "status"],
+                        [[x["id"], x["distribution"], x["version"], words.get(x["status"], x["status"])]
+                         for x in patches])
     c = info.get("controller")
     lines += ["", "controller " + (
         f"Python {c['python']} ({c['arch']}, manylinux {c['manylinux']}): {c['wheels']} wheels, "

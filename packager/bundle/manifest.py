@@ -92,6 +92,15 @@ class ControllerEntry(_Frozen):
     bootstrap: str = "controller/bootstrap.py"
 
 
+class PatchEntry(_Frozen):
+    """One catalogue patch for a distribution the bundle carries (docs/patches.md): what the build decided."""
+
+    id: str
+    distribution: str  # normalised
+    version: str  # the resolved version in the bundle
+    status: Literal["applies", "not_needed", "unchecked"]
+
+
 class Provenance(_Frozen):
     packager_version: str
     spec_sha256: str
@@ -110,6 +119,8 @@ class Manifest(_Frozen):
     controller: ControllerEntry | None = None
     #: the .debs of the flat apt repository under ``apt/`` (None: the bundle carries no system packages)
     system_packages: list[DebEntry] | None = None
+    #: the catalogue patches for the bundle's distributions (None: none concerns it); files under ``patches/``
+    patches: list[PatchEntry] | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -134,9 +145,9 @@ class Manifest(_Frozen):
 
     def dumps(self) -> bytes:
         data = self.model_dump(mode="json", by_alias=True)
-        for key in ("controller", "system_packages"):
+        for key in ("controller", "system_packages", "patches"):
             if data[key] is None:
-                del data[key]  # manifests without a control node or system packages stay as they were
+                del data[key]  # manifests without a control node, system packages or patches stay as they were
         return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
