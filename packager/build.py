@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 from packager import __version__
 from packager.bundle.aptrepo import apt_repo_files
 from packager.bundle.assemble import assemble
+from packager.bundle.delta import check_base_fits, load_base, make_delta
 from packager.bundle.manifest import FileEntry, Manifest, ModelEntry, PackageEntry, PatchEntry, Provenance
 from packager.cache import Cache
 from packager.controller import controller_files, controller_requirements, lock_controller, source_root
@@ -28,7 +29,7 @@ from packager.lock.python import lock_python
 from packager.patching.bundle import bundle_patches
 from packager.patching.classify import STATUS_WORDS, Decision, classify, refuse_unchecked
 from packager.patching.meta import spec_catalog
-from packager.signing import SecretKey
+from packager.signing import PublicKey, SecretKey
 from packager.spec import SpecFile
 
 log = logging.getLogger("packager")
@@ -193,11 +194,27 @@ def fetch(specfile: SpecFile, lk: Lock, cache: Cache, *, jobs: int = 8) -> None:
 
 
 def build(specfile: SpecFile, key: SecretKey, out: Path, cache: Cache, *, relock: bool = False,
-          jobs: int = 8) -> Path:
+          jobs: int = 8, base: Path | None = None, base_keys: list[PublicKey] | None = None) -> Path:
+    """Build the bundle; with ``base`` (an earlier bundle or its manifest.json) a delta bundle that carries only
+    the blobs the base lacks (docs/delta.md). ``base_keys`` check the base's signature."""
+    prev = None
+    if base is not None:  # a wrong base fails before anything is resolved or downloaded
+        prev = load_base(base, base_keys)
+        check_base_fits(prev, specfile.spec.bundle.name, specfile.spec.bundle.version)
+        if prev.signed_by is None:
+            log.warning("build: base %s: signature not checked (pass --base-pubkey KEY to check it); a wrong "
+                        "base only makes the delta fail to unpack with it", base)
     lk = lock(specfile, cache, relock=relock)
     patch_decisions(specfile, lk)  # an unchecked version stops the build before it downloads anything
     fetch(specfile, lk, cache, jobs=jobs)
     manifest = make_manifest(specfile, lk, cache)
+    if prev is not None:
+        manifest = make_delta(manifest, prev)
     path = assemble(manifest, cache, out, key)
     log.info("build: wrote %s (%d files, %d blobs)", path, len(manifest.files), len(manifest.blobs()))
+    if prev is not None:
+        carried = manifest.carried()
+        log.info("build: delta over %s %s: carries %d of %d blobs (%d of %d bytes)", prev.manifest.name,
+                 prev.manifest.version, len(carried), len(manifest.blobs()), sum(carried.values()),
+                 sum(manifest.blobs().values()))
     return path

@@ -85,7 +85,8 @@ def cmd_build(a: argparse.Namespace) -> int:
 
     specfile, cache = _spec_and_cache(a)
     key = load_secret_key(a.key)  # fail on a bad key before downloading gigabytes
-    path = build(specfile, key, Path(a.out), cache, relock=a.relock, jobs=a.jobs)
+    path = build(specfile, key, Path(a.out), cache, relock=a.relock, jobs=a.jobs,
+                 base=Path(a.base) if a.base else None, base_keys=_keys(a.base_pubkey))
     print(path)
     return 0
 
@@ -93,10 +94,23 @@ def cmd_build(a: argparse.Namespace) -> int:
 def cmd_verify(a: argparse.Namespace) -> int:
     from packager.bundle.verify import verify_bundle
 
-    vb = verify_bundle(Path(a.bundle), _keys(a.pubkey), jobs=a.jobs)
+    vb = verify_bundle(Path(a.bundle), _keys(a.pubkey), jobs=a.jobs, base=Path(a.base) if a.base else None)
     m = vb.manifest
-    print(f"OK: {m.dirname}: signature by key {vb.signature.key.key_id_hex}, "
-          f"{len(m.files)} files in {len(m.blobs())} blobs verified")
+    if m.base is None:
+        print(f"OK: {m.dirname}: signature by key {vb.signature.key.key_id_hex}, "
+              f"{len(m.files)} files in {len(m.blobs())} blobs verified")
+        return 0
+    from packager.bundle.delta import describe_ref
+
+    carried, provided = len(m.carried()), len(m.base.provides)
+    if vb.base is not None:
+        print(f"OK: {m.dirname}: delta, signature by key {vb.signature.key.key_id_hex}, complete release "
+              f"{m.name} {m.version} verified: {len(m.files)} files in {len(m.blobs())} blobs, {carried} from the "
+              f"delta and {provided} from the base {vb.base} (manifest sha256 {m.base.manifest_sha256})")
+    else:
+        print(f"OK: {m.dirname}: delta, signature by key {vb.signature.key.key_id_hex}, the {carried} blobs it "
+              f"carries verified; {provided} of the release's {len(m.blobs())} blobs come from the base "
+              f"{describe_ref(m.base)}, not checked: pass --base BASE_BUNDLE to verify the complete release")
     return 0
 
 
@@ -119,7 +133,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def cmd_unpack(a: argparse.Namespace) -> int:
     from packager.bundle.unpack import unpack
 
-    dest = unpack(Path(a.bundle), Path(a.dest), _keys(a.pubkey), jobs=a.jobs)
+    dest = unpack(Path(a.bundle), Path(a.dest), _keys(a.pubkey), jobs=a.jobs, base=Path(a.base) if a.base else None)
     print(dest)
     return 0
 
@@ -227,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--pubkey", action="append", required=required, metavar="KEY",
                         help="trusted minisign public key; repeat to trust several (key rotation)")
 
+    def base_bundle(sp: argparse.ArgumentParser, verb: str) -> None:
+        sp.add_argument("--base", metavar="BASE_BUNDLE",
+                        help=f"for a delta bundle: the full bundle it was built against, to {verb} the "
+                             "complete release")
+
     sp = sub.add_parser("keygen", help="make a minisign key pair: PREFIX.key and PREFIX.pub")
     sp.add_argument("--out", required=True, metavar="PREFIX")
     sp.add_argument("--force", action="store_true", help="overwrite an existing key pair")
@@ -240,12 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     common_spec(sp)
     sp.add_argument("--key", required=True, metavar="SECRET", help="minisign secret key")
     sp.add_argument("--out", default="dist", metavar="DIR", help="where to write <name>-<version>/ (default dist/)")
+    sp.add_argument("--base", metavar="BASE", help="build a delta: carry only the blobs this earlier bundle (its "
+                    "folder or its manifest.json) lacks; written as <name>-<version>-delta-from-<base version>/")
+    sp.add_argument("--base-pubkey", action="append", metavar="KEY",
+                    help="check the base's signature with this public key; repeatable")
     jobs(sp)
     sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("verify", help="check the signature and every file of a bundle")
     sp.add_argument("bundle", metavar="BUNDLE")
     pubkey(sp, True)
+    base_bundle(sp, "verify")
     jobs(sp)
     sp.set_defaults(func=cmd_verify)
 
@@ -259,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bundle", metavar="BUNDLE")
     sp.add_argument("dest", metavar="DEST")
     pubkey(sp, True)
+    base_bundle(sp, "unpack")
     jobs(sp)
     sp.set_defaults(func=cmd_unpack)
     _patches_parser(sub)

@@ -31,7 +31,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def assemble(manifest: Manifest, cache: Cache, out: Path, key: SecretKey) -> Path:
     """Write ``out/<name>-<version>/`` atomically and return its path."""
-    missing = [d for d, size in manifest.blobs().items() if not cache.has(d, size)]
+    missing = [d for d, size in manifest.carried().items() if not cache.has(d, size)]  # a delta: only its own
     if missing:
         raise CacheError(f"{len(missing)} blob(s) of the manifest are not in the cache (first: {missing[0]})",
                          where=str(cache.root), hint="run the build again; it fetches what is missing")
@@ -41,7 +41,7 @@ def assemble(manifest: Manifest, cache: Cache, out: Path, key: SecretKey) -> Pat
     try:
         blob_dir = work / BLOBS
         blob_dir.mkdir(parents=True)
-        for digest in sorted(manifest.blobs()):
+        for digest in sorted(manifest.carried()):
             link_or_copy(cache.path(digest), blob_dir / digest)
         raw = manifest.dumps()
         (work / MANIFEST).write_bytes(raw)

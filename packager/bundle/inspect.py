@@ -33,6 +33,23 @@ def describe(manifest: Manifest, *, signed_by: str | None) -> dict[str, Any]:
             "logical_size": manifest.total_size(),
             "stored_size": sum(manifest.blobs().values()),
         },
+        "delta": _delta(manifest),
+    }
+
+
+def _delta(manifest: Manifest) -> dict[str, Any] | None:
+    """For a delta bundle: the base it needs, and what it carries itself against the whole release."""
+    ref = manifest.base
+    if ref is None:
+        return None
+    carried = manifest.carried()
+    blobs = manifest.blobs()
+    return {
+        "base": {"name": ref.name, "version": ref.version, "manifest_sha256": ref.manifest_sha256},
+        "carried_blobs": len(carried),
+        "carried_size": sum(carried.values()),
+        "base_blobs": len(ref.provides),
+        "base_size": sum(blobs[d] for d in ref.provides),
     }
 
 
@@ -67,6 +84,17 @@ def render_text(info: dict[str, Any]) -> str:
         "signed   " + (f"verified, key {sig['key_id']}" if sig["checked"] else "NOT CHECKED (pass --pubkey)"),
         f"size     {human_size(tot['logical_size'])} in {tot['files']} files, "
         f"{human_size(tot['stored_size'])} stored in {tot['blobs']} blobs",
+    ]
+    d = info.get("delta")
+    if d is not None:
+        base = d["base"]
+        lines += [
+            f"delta    needs base {base['name']} {base['version']} (manifest sha256 {base['manifest_sha256']})",
+            f"         carries {human_size(d['carried_size'])} in {d['carried_blobs']} blobs of "
+            f"{human_size(tot['stored_size'])}; {human_size(d['base_size'])} in {d['base_blobs']} blobs "
+            "come from the base",
+        ]
+    lines += [
         "",
         f"packages ({len(info['packages'])})",
     ]

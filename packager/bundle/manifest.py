@@ -101,6 +101,35 @@ class PatchEntry(_Frozen):
     status: Literal["applies", "not_needed", "unchecked"]
 
 
+class BaseRef(_Frozen):
+    """What a delta bundle leaves to the full bundle it was made against (docs/delta.md).
+
+    The delta's manifest lists every file of the release; the blobs in ``provides`` are not in the delta
+    but in the base, which is named by the sha256 of its ``manifest.json`` bytes. Signed with the rest."""
+
+    name: str
+    version: str
+    manifest_sha256: str  # sha256 of the base bundle's manifest.json, byte for byte
+    provides: list[str]  # sorted digests of this release's blobs that only the base carries
+
+    @field_validator("manifest_sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _HEX64.match(v):
+            raise ValueError(f"not a sha256 hex digest: {v!r}")
+        return v
+
+    @field_validator("provides")
+    @classmethod
+    def _digests(cls, v: list[str]) -> list[str]:
+        bad = [d for d in v if not _HEX64.match(d)]
+        if bad:
+            raise ValueError(f"not a sha256 hex digest: {bad[0]!r}")
+        if v != sorted(set(v)):
+            raise ValueError("provides must be sorted and without duplicates")
+        return v
+
+
 class Provenance(_Frozen):
     packager_version: str
     spec_sha256: str
@@ -121,6 +150,8 @@ class Manifest(_Frozen):
     system_packages: list[DebEntry] | None = None
     #: the catalogue patches for the bundle's distributions (None: none concerns it); files under ``patches/``
     patches: list[PatchEntry] | None = None
+    #: set on a delta bundle: the full bundle that carries the blobs this one leaves out (None: a full bundle)
+    base: BaseRef | None = None
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -134,20 +165,34 @@ class Manifest(_Frozen):
 
     @property
     def dirname(self) -> str:
+        if self.base is not None:
+            return f"{self.name}-{self.version}-delta-from-{self.base.version}"
         return f"{self.name}-{self.version}"
 
     def blobs(self) -> dict[str, int]:
         """Distinct digests with their sizes."""
         return {f.sha256: f.size for f in self.files}
 
+    def carried(self) -> dict[str, int]:
+        """The blobs the bundle itself holds: all of them, except those a delta leaves to its base."""
+        blobs = self.blobs()
+        if self.base is None:
+            return blobs
+        provided = set(self.base.provides)
+        return {d: s for d, s in blobs.items() if d not in provided}
+
+    def full(self) -> Manifest:
+        """The release's manifest as the full bundle has it: without the base reference."""
+        return self if self.base is None else self.model_copy(update={"base": None})
+
     def total_size(self) -> int:
         return sum(f.size for f in self.files)
 
     def dumps(self) -> bytes:
         data = self.model_dump(mode="json", by_alias=True)
-        for key in ("controller", "system_packages", "patches"):
+        for key in ("controller", "system_packages", "patches", "base"):
             if data[key] is None:
-                del data[key]  # manifests without a control node, system packages or patches stay as they were
+                del data[key]  # manifests without a control node, system packages, patches or base stay as before
         return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
@@ -173,6 +218,11 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
     for f in m.files:
         if sizes.setdefault(f.sha256, f.size) != f.size:
             raise BundleError(f"manifest gives two sizes for blob {f.sha256}", where=source)
+    if m.base is not None:
+        unknown = [d for d in m.base.provides if d not in sizes]
+        if unknown:
+            raise BundleError(f"the base reference names blob {unknown[0]}, which no file of the manifest uses",
+                              where=source)
     return m
 
 

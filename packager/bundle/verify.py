@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from packager.bundle.delta import open_base
 from packager.bundle.manifest import BLOBS, MANIFEST, SIGNATURE, Manifest, parse_manifest, read_manifest_bytes
 from packager.errors import BundleError, Problem, SignatureError, VerifyError
 from packager.hashing import hash_many
@@ -18,8 +19,18 @@ class VerifiedBundle:
     path: Path
     manifest: Manifest
     signature: Verified
+    #: a delta verified with its base: the base bundle folder, and the digests read from it
+    base: Path | None = None
+    from_base: frozenset[str] = frozenset()
+
+    @property
+    def complete(self) -> bool:
+        """Whether every blob of the release was checked: a full bundle, or a delta with its base."""
+        return self.manifest.base is None or self.base is not None
 
     def blob(self, digest: str) -> Path:
+        if self.base is not None and digest in self.from_base:
+            return self.base / BLOBS / digest
         return self.path / BLOBS / digest
 
 
@@ -71,11 +82,17 @@ def _scan(root: Path, expected: dict[str, int], problems: list[Problem]) -> dict
     return present
 
 
-def verify_bundle(bundle: Path | str, keys: list[PublicKey], *, jobs: int | None = None) -> VerifiedBundle:
-    """Signature, then every blob: none missing, none extra, every size and sha256 as signed."""
+def verify_bundle(bundle: Path | str, keys: list[PublicKey], *, jobs: int | None = None,
+                  base: Path | str | None = None) -> VerifiedBundle:
+    """Signature, then every blob: none missing, none extra, every size and sha256 as signed.
+
+    A delta holds only some blobs: alone, those are checked; with ``base`` (the full bundle its signed
+    reference names) the blobs it leaves to the base are checked there too, which covers the release."""
     root = Path(bundle)
     manifest, verified = check_signature(root, keys)
-    expected = manifest.blobs()
+    expected = manifest.carried()
+    base_root = open_base(manifest, base) if base is not None else None
+    from_base = {d: s for d, s in manifest.blobs().items() if d not in expected} if base_root else {}
     names = _logical_names(manifest)
     problems: list[Problem] = []
 
@@ -87,8 +104,17 @@ def verify_bundle(bundle: Path | str, keys: list[PublicKey], *, jobs: int | None
     present = _scan(root, expected, problems)
 
     to_hash: list[Path] = []
-    for digest, size in sorted(expected.items()):
-        p = present.get(digest)
+    for digest, size in sorted({**expected, **from_base}.items()):
+        if digest in from_base:
+            assert base_root is not None
+            bp = base_root / BLOBS / digest
+            p = bp if bp.is_file() and not bp.is_symlink() else None
+        else:
+            p = present.get(digest)
+        if p is None and base_root is not None:
+            problems.append(Problem(label(digest), f"{size} bytes in the delta or in its base {base_root}",
+                                    "missing from both"))
+            continue
         if p is None:
             problems.append(Problem(label(digest), f"{size} bytes", "missing"))
             continue
@@ -112,4 +138,4 @@ def verify_bundle(bundle: Path | str, keys: list[PublicKey], *, jobs: int | None
             where=str(root),
             hint="do not deploy it; copy the bundle again from the source medium",
         )
-    return VerifiedBundle(root, manifest, verified)
+    return VerifiedBundle(root, manifest, verified, base_root, frozenset(from_base))
