@@ -3,7 +3,7 @@
 # - time from the start of `ansible-playbook site.yml` (molecule converge) to the first successful chat
 #   completion through the balancer, polled from the control node;
 # - ASR requests/s through the balancer with one worker (the other drained with airlock-lb) and with two,
-#   same load (concurrency 8), side by side;
+#   same load (240 requests at concurrency 8), three rounds alternating one/two workers, medians;
 # - each unit's `systemd-analyze security` exposure score.
 # Writes bench/results/serving.json. Needs scripts/setup.sh done (root). Leaves the fleet destroyed.
 set -euo pipefail
@@ -34,19 +34,26 @@ podman cp molecule/resources/files/fleet_client.py lb1:/var/tmp/fleet_client.py
 podman cp "$work/speech.wav" lb1:/var/tmp/speech.wav
 load() {
   podman exec lb1 python3 /var/tmp/fleet_client.py http://127.0.0.1/ --key "$key" --audio /var/tmp/speech.wav \
-    --only asr --requests 48 --concurrency 8
+    --only asr --requests 240 --concurrency 8
 }
 load >/dev/null # warm-up
-podman exec lb1 airlock-lb drain gpu2 --wait 60 >/dev/null
-one=$(load)
-podman exec lb1 airlock-lb restore gpu2 >/dev/null
-two=$(load)
+ones=(); twos=()
+for round in 1 2 3; do
+  podman exec lb1 airlock-lb drain gpu2 --wait 60 >/dev/null
+  ones+=("$(load)")
+  podman exec lb1 airlock-lb restore gpu2 >/dev/null
+  twos+=("$(load)")
+done
+one=$(printf '%s\n' "${ones[@]}" | python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.strip()]; print(json.dumps(sorted(r, key=lambda x: x["load"]["per_second"])[1]))')
+two=$(printf '%s\n' "${twos[@]}" | python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.strip()]; print(json.dumps(sorted(r, key=lambda x: x["load"]["per_second"])[1]))')
+rounds=$(printf '%s\n' "${ones[@]}" "${twos[@]}" | python3 -c 'import json,sys; print(json.dumps([json.loads(l)["load"]["per_second"] for l in sys.stdin if l.strip()]))')
 scores=$(for h in gpu1; do for u in airlock-vllm-tiny-llama airlock-asr; do
   printf '"%s": %s,' "$u" "$(podman exec $h systemd-analyze security --no-pager $u.service | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
 done; done)
-python3 - "$first" "$(python3 -c "print(round($t1 - $t0, 1))")" "$one" "$two" "{${scores%,}}" >"$out" <<'EOF'
+python3 - "$first" "$(python3 -c "print(round($t1 - $t0, 1))")" "$one" "$two" "{${scores%,}}" "$rounds" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" >"$out" <<'EOF'
 import json, sys
-first, converge, one, two, scores = sys.argv[1:]
+first, converge, one, two, scores, rounds, loadavg = sys.argv[1:]
 one, two = json.loads(one), json.loads(two)
 r1, r2 = one["load"]["per_second"], two["load"]["per_second"]
 print(json.dumps({
@@ -55,7 +62,9 @@ print(json.dumps({
     "asr_one_worker": one["load"], "asr_two_workers": two["load"],
     "asr_failures": len(one["failures"]) + len(two["failures"]),
     "asr_scaling": round(r2 / r1, 2), "asr_scaling_efficiency": round(r2 / r1 / 2, 2),
+    "asr_rounds_per_second": {"one_worker": json.loads(rounds)[:3], "two_workers": json.loads(rounds)[3:]},
     "exposure": json.loads(scores),
+    "loadavg_after": loadavg,
 }, indent=2))
 EOF
 molecule destroy -s fleet >/dev/null
