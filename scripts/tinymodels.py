@@ -1,12 +1,16 @@
-"""Tiny, randomly initialised models in Hugging Face format, made locally: no model hub, no torch.
+"""Tiny, randomly initialised models, made locally: no model hub, no torch.
 
 They stand in for real checkpoints in the demo spec and the tests. The weights are noise, so the text a
-tiny model generates is nonsense, but the folder has every file a real checkpoint has and loads in
-``transformers`` and vLLM like one, which is what a packaging and serving pipeline needs to exercise.
+tiny model generates is nonsense, but the folder has every file a real checkpoint has and loads like one,
+which is what a packaging and serving pipeline needs to exercise:
+
+* ``llama``: a Llama in Hugging Face format (``transformers``, vLLM);
+* ``ms-textcls``: a StructBERT text classifier in ModelScope format (``configuration.json`` names the task,
+  pipeline and preprocessor), which ``modelscope.pipeline`` and ``modelscope server`` load from its folder.
 
 Output is byte-for-byte deterministic for a given seed (same library versions).
 
-    python scripts/tinymodels.py llama OUTDIR [--seed N]
+    python scripts/tinymodels.py llama|ms-textcls OUTDIR [--seed N]
 """
 
 from __future__ import annotations
@@ -248,13 +252,154 @@ def make_tiny_llama(out: Path, seed: int = 0) -> Path:
     return out
 
 
+# --- ModelScope text classification (StructBERT) -----------------------------------------------------------
+
+#: The labels of the tiny classifier, by class id.
+MS_TEXTCLS_LABELS = ["negative", "positive"]
+
+#: What ModelScope reads to build a pipeline from the folder: task, model class (registered as "structbert"),
+#: pipeline and preprocessor (a BERT WordPiece tokenizer over vocab.txt).
+MS_TEXTCLS_CONFIGURATION: dict[str, Any] = {
+    "framework": "pytorch",
+    "task": "text-classification",
+    "model": {"type": "structbert"},
+    "pipeline": {"type": "text-classification"},
+    "preprocessor": {"type": "sen-cls-tokenizer", "first_sequence": "text", "max_length": 32},
+}
+
+_MS_WORDS = [
+    "i", "like", "this", "wonderful", "place", "the", "a", "is", "not", "bad", "good", "great", "terrible", "movie",
+    "food", "day", "it", "was", "very", "and", "but", "so", "really", "love", "hate", "air", "gapped", "network",
+    "model", "server", "ready",
+]
+#: A WordPiece vocabulary: the BERT special tokens, whole words, then single letters (with ## continuations),
+#: so any lower-case English text tokenizes without [UNK].
+MS_TEXTCLS_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *_MS_WORDS, *"abcdefghijklmnopqrstuvwxyz",
+                    *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"), *".,!?'-0123456789"]
+
+MS_TEXTCLS_SHAPE: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "type_vocab_size": 2,
+}
+
+
+def _bert_tensors(cfg: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+    """Every tensor of a BERT-shaped sequence classifier (StructBERT's state-dict keys), in a fixed draw order:
+    weights N(0, initializer_range), biases 0, LayerNorm 1/0, as BERT initialises them."""
+    rng = np.random.default_rng(seed)
+    hidden, inter, std = cfg["hidden_size"], cfg["intermediate_size"], cfg["initializer_range"]
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.normal(0.0, std, size=shape).astype(np.float32)
+
+    def zeros(n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.float32)
+
+    def norm(prefix: str) -> dict[str, np.ndarray]:
+        return {prefix + ".weight": np.ones(hidden, dtype=np.float32), prefix + ".bias": zeros(hidden)}
+
+    def dense(prefix: str, out: int, inp: int) -> dict[str, np.ndarray]:
+        return {prefix + ".weight": normal(out, inp), prefix + ".bias": zeros(out)}
+
+    e = "bert.embeddings."
+    tensors: dict[str, np.ndarray] = {
+        e + "position_ids": np.arange(cfg["max_position_embeddings"], dtype=np.int64)[None, :],
+        e + "word_embeddings.weight": normal(cfg["vocab_size"], hidden),
+        e + "position_embeddings.weight": normal(cfg["max_position_embeddings"], hidden),
+        e + "token_type_embeddings.weight": normal(cfg["type_vocab_size"], hidden),
+        **norm(e + "LayerNorm"),
+    }
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"bert.encoder.layer.{i}."
+        tensors |= {
+            **dense(p + "attention.self.query", hidden, hidden),
+            **dense(p + "attention.self.key", hidden, hidden),
+            **dense(p + "attention.self.value", hidden, hidden),
+            **dense(p + "attention.output.dense", hidden, hidden),
+            **norm(p + "attention.output.LayerNorm"),
+            **dense(p + "intermediate.dense", inter, hidden),
+            **dense(p + "output.dense", hidden, inter),
+            **norm(p + "output.LayerNorm"),
+        }
+    tensors |= {**dense("bert.pooler.dense", hidden, hidden), **dense("classifier", cfg["num_labels"], hidden)}
+    return tensors
+
+
+_MS_TEXTCLS_CARD = """\
+---
+license: apache-2.0
+tasks:
+  - text-classification
+frameworks:
+  - pytorch
+tags:
+  - structbert
+  - tiny
+  - random-weights
+---
+
+# tiny-textcls (random weights)
+
+A {params:,}-parameter StructBERT text classifier with **random weights** (seed {seed}), made locally by
+`scripts/tinymodels.py` in the Airlock repository, in ModelScope format: `modelscope.pipeline` and
+`modelscope server` load it from this folder like a real checkpoint, but the label it picks
+({labels}) is noise.
+
+- hidden size {hidden_size}, {num_hidden_layers} layers, {num_attention_heads} heads
+- WordPiece vocabulary of {vocab_size} tokens (words, letters, digits, punctuation)
+"""
+
+
+def make_tiny_ms_textcls(out: Path, seed: int = 0) -> Path:
+    """Write a tiny random StructBERT text classifier in ModelScope format into ``out``; return it.
+
+    Files: configuration.json (ModelScope's task/pipeline/preprocessor), config.json (the model), vocab.txt,
+    model.safetensors, README.md. Existing files of the same names are overwritten; others are left alone.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg: dict[str, Any] = {
+        "architectures": ["SbertForSequenceClassification"],
+        "model_type": "structbert",
+        **MS_TEXTCLS_SHAPE,
+        "vocab_size": len(MS_TEXTCLS_VOCAB),
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "initializer_range": INIT_STD,
+        "layer_norm_eps": 1e-12,
+        "pad_token_id": 0,
+        "num_labels": len(MS_TEXTCLS_LABELS),
+        "id2label": {str(i): name for i, name in enumerate(MS_TEXTCLS_LABELS)},
+        "label2id": {name: i for i, name in enumerate(MS_TEXTCLS_LABELS)},
+    }
+    _write_json(out / "configuration.json", MS_TEXTCLS_CONFIGURATION)
+    _write_json(out / "config.json", cfg)
+    (out / "vocab.txt").write_text("\n".join(MS_TEXTCLS_VOCAB) + "\n", encoding="utf-8")
+    tensors = _bert_tensors(cfg, seed)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "model.safetensors").chmod(0o644)
+    params = sum(int(t.size) for k, t in tensors.items() if not k.endswith("position_ids"))
+    (out / "README.md").write_text(
+        _MS_TEXTCLS_CARD.format(params=params, seed=seed, labels=", ".join(MS_TEXTCLS_LABELS), **cfg),
+        encoding="utf-8")
+    return out
+
+
+_MAKERS = {"llama": make_tiny_llama, "ms-textcls": make_tiny_ms_textcls}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a tiny random-weight model in Hugging Face format.")
-    parser.add_argument("kind", choices=["llama"], help="architecture to write")
+    parser = argparse.ArgumentParser(description="Write a tiny random-weight model (Hugging Face or ModelScope).")
+    parser.add_argument("kind", choices=sorted(_MAKERS), help="architecture to write")
     parser.add_argument("outdir", type=Path, help="folder to write (created if missing)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random weights (default 0)")
     args = parser.parse_args(argv)
-    path = make_tiny_llama(args.outdir, seed=args.seed)
+    path = _MAKERS[args.kind](args.outdir, seed=args.seed)
     total = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
     print(f"wrote {path} ({total / 1024:.0f} KiB)")
     return 0
