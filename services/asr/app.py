@@ -2,6 +2,8 @@
 
 Routes: ``POST /v1/audio/transcriptions`` (OpenAI-compatible), ``POST /recognize/`` (the common hand-written
 server's API), ``GET /v1/models``, ``GET /health``, ``GET /ready``, ``GET /metrics``.
+When ``AIRLOCK_RELEASE`` is set (the deploy sets it to the release version), every response carries it as
+``X-Airlock-Release`` and ``/health`` reports it as ``release``: a rolling upgrade sees which release answers.
 The lifespan loads the models once, runs one warm-up inference, and only then does ``/ready`` answer 200; on
 shutdown it lets admitted requests finish before the workers stop.
 """
@@ -12,6 +14,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -49,10 +52,15 @@ def error_response(err: APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
 
-async def _send_error(send: Send, err: APIError, request_id: str) -> None:
+def release_from_env() -> str | None:
+    """The release version the deploy runs this service from (AIRLOCK_RELEASE), or None."""
+    return os.environ.get("AIRLOCK_RELEASE", "").strip() or None
+
+
+async def _send_error(send: Send, err: APIError, request_id: str, extra: list[tuple[bytes, bytes]]) -> None:
     body = json.dumps(err.body()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"x-request-id", request_id.encode())]
+               (b"x-request-id", request_id.encode()), *extra]
     headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
     await send({"type": "http.response.start", "status": err.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -62,11 +70,13 @@ class Gate:
     """Pure ASGI middleware in front of the app: request id, API key, upload size, request metrics.
 
     Auth and size are checked before the body is parsed, so an unauthenticated or oversized upload costs
-    nothing. The body of an upload is read here, up to the limit, and replayed to the app.
+    nothing. The body of an upload is read here, up to the limit, and replayed to the app. Every response
+    carries X-Request-Id, and X-Airlock-Release when the release is known.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics, release: str | None = None) -> None:
         self.app = app
+        self.extra: list[tuple[bytes, bytes]] = [(b"x-airlock-release", release.encode())] if release else []
         self.key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self.max_body = settings.max_upload_bytes + MULTIPART_SLACK
         self.metrics = metrics
@@ -96,14 +106,14 @@ class Gate:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode()), *self.extra]
             await send(message)
 
         try:
             if measured and path not in OPEN_ROUTES and not self._authorized(scope):
                 status = 401
                 await _send_error(send, AuthenticationError("missing or invalid API key (Authorization: Bearer KEY)"),
-                                  request_id)
+                                  request_id, self.extra)
                 return
             if path in UPLOAD_ROUTES and scope["method"] == "POST":
                 body = await self._read_limited(headers, receive)
@@ -111,7 +121,8 @@ class Gate:
                     status = 413
                     limit = self.max_body - MULTIPART_SLACK
                     await _send_error(send, PayloadTooLarge(f"upload larger than the limit of {limit} bytes",
-                                                            code="file_too_large", param="file"), request_id)
+                                                            code="file_too_large", param="file"), request_id,
+                                      self.extra)
                     return
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_wrapped)
@@ -176,9 +187,12 @@ def _validation_error(exc: RequestValidationError) -> APIError:
     return APIError(f"invalid value for {param!r}: {first.get('msg', 'invalid')}", code="invalid_value", param=param)
 
 
-def build_app(settings: Settings, *, engine_factory: Callable[[Settings, Metrics], Engine] | None = None) -> FastAPI:
-    """The ASGI app for ``settings``; models load in its lifespan (``engine_factory`` replaces that in tests)."""
+def build_app(settings: Settings, *, engine_factory: Callable[[Settings, Metrics], Engine] | None = None,
+              release: str | None = None) -> FastAPI:
+    """The ASGI app for ``settings``; models load in its lifespan (``engine_factory`` replaces that in tests).
+    ``release`` (default: AIRLOCK_RELEASE) is sent as X-Airlock-Release and in /health."""
     metrics = Metrics()
+    release = release if release is not None else release_from_env()
 
     def default_engine(s: Settings, m: Metrics) -> Engine:
         cfg = RecognizerConfig(
@@ -205,9 +219,10 @@ def build_app(settings: Settings, *, engine_factory: Callable[[Settings, Metrics
     app = FastAPI(title="Airlock ASR", version="1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.release = release
     _add_error_handlers(app)
-    _add_routes(app, settings, metrics)
-    app.add_middleware(Gate, settings=settings, metrics=metrics)
+    _add_routes(app, settings, metrics, release)
+    app.add_middleware(Gate, settings=settings, metrics=metrics, release=release)
     return app
 
 
@@ -235,7 +250,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return error_response(err)
 
 
-def _add_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+def _add_routes(app: FastAPI, settings: Settings, metrics: Metrics, release: str | None = None) -> None:
     created = int(time.time())
 
     def engine_of(request: Request) -> Engine:
@@ -288,12 +303,14 @@ def _add_routes(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
         return {"object": "list", "data": [
             {"id": settings.served_model_name, "object": "model", "created": created, "owned_by": "airlock"}]}
 
-    @app.get("/health", summary="process alive and its engine not dead")
+    stamp = {"release": release} if release else {}
+
+    @app.get("/health", summary="process alive and its engine not dead (and the release it runs, when known)")
     async def health(request: Request) -> JSONResponse:
         engine = engine_of(request)
         if engine.dead:
-            return JSONResponse({"status": "dead", "reason": engine.dead}, status_code=503)
-        return JSONResponse({"status": "ok"})
+            return JSONResponse({"status": "dead", "reason": engine.dead, **stamp}, status_code=503)
+        return JSONResponse({"status": "ok", **stamp})
 
     @app.get("/ready", summary="models loaded, one inference done, accepting work")
     async def ready(request: Request) -> JSONResponse:

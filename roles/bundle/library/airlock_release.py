@@ -34,7 +34,22 @@ options:
     type: list
     elements: str
     default: ['controller/*']
-  state: {description: planned or present or active, type: str, default: present, choices: [planned, present, active]}
+  state:
+    description:
+      - C(planned) works out the missing blobs; C(present) builds the release; C(active) also switches C(current)
+        to it and prunes old releases.
+      - C(switched) points C(current) at a release already unpacked on this host (a rollback), given by its
+        C(manifest) (e.g. C(releases/<version>/manifest.json)); which files it holds is not checked again and
+        nothing is pruned.
+    type: str
+    default: present
+    choices: [planned, present, active, switched]
+  previous:
+    description:
+      - With C(state=active) or C(state=switched), the release version C(previous) points at afterwards
+        (it must be unpacked on this host); by default the release C(current) leaves. An empty string removes
+        C(previous) (what a host had before its first upgrade).
+    type: str
   batch_max_size:
     description: Missing blobs up to this size are listed in missing_small (sent together in one archive)
     type: int
@@ -50,6 +65,19 @@ missing: {description: Digests this host still needs, returned: always, type: li
 missing_small: {description: The missing digests up to batch_max_size, returned: always, type: list}
 missing_large: {description: The missing digests above batch_max_size, returned: always, type: list}
 complete: {description: Whether the release directory is complete, returned: always, type: bool}
+release_sha256:
+  description: The release's identity, the sha256 of its manifest without a delta's base reference (equal for the
+    full bundle and a delta of the same release)
+  returned: always
+  type: str
+running:
+  description: What C(current) pointed at when the module started (version, release_sha256), or null
+  returned: always
+  type: dict
+previous_version:
+  description: The version C(previous) pointed at when the module started, or null
+  returned: always
+  type: str
 """
 
 import errno
@@ -64,6 +92,17 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 MARKER = ".airlock-release.json"
+
+
+def release_sha256(raw):
+    """The release's identity: the sha256 of its manifest as the full bundle has it (a delta's manifest is the
+    full one plus a "base" key; without it, it serialises byte for byte like the full bundle's)."""
+    data = json.loads(raw)
+    if not isinstance(data, dict) or "base" not in data:
+        return hashlib.sha256(raw).hexdigest()
+    data.pop("base")
+    full = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return hashlib.sha256(full.encode("utf-8")).hexdigest()
 
 
 def sha256_file(path):
@@ -91,6 +130,7 @@ class Release:
             raw = p["content"].encode("utf-8")  # a check run: the manifest was not copied to the host
         self.manifest_raw = raw
         self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
+        self.release_sha256 = release_sha256(raw)
         self.manifest = json.loads(raw)
         self.version = self.manifest["bundle"]["version"]
         self.releases = os.path.join(self.root, "releases")
@@ -113,17 +153,48 @@ class Release:
         except (OSError, ValueError):
             return None
 
-    def complete(self):
+    def identity(self, marker, release_dir):
+        """The release_sha256 of an installed release (older markers lack it: from its manifest.json)."""
+        if marker.get("release_sha256"):
+            return marker["release_sha256"]
+        try:
+            with open(os.path.join(release_dir, "manifest.json"), "rb") as f:
+                return release_sha256(f.read())
+        except (OSError, ValueError):
+            return marker.get("manifest_sha256")
+
+    def complete(self, check_paths=True):
         m = self.marker()
         if m is None:
             return False
-        if m.get("manifest_sha256") != self.manifest_sha256:
+        installed = self.identity(m, self.release)
+        if installed != self.release_sha256:
+            running = self.running()
+            where = "the running release" if running and running["version"] == self.version else "release"
             self.module.fail_json(
-                msg="release %s is already installed on this host from a different bundle (manifest sha256 %s, "
-                    "this bundle %s); a version is never reused for other content: bump bundle.version"
-                    % (self.version, m.get("manifest_sha256"), self.manifest_sha256),
-                version=self.version, release=self.release)
+                msg="%s %s is already installed on this host from a different bundle (release sha256 %s, this "
+                    "bundle %s): a version is never reused for other content, so nothing was installed. If this "
+                    "bundle is the newer build, bump bundle.version in its spec (a version above %s), build and "
+                    "sign it again and deploy that; if the host's release is the one you want, deploy its own "
+                    "bundle." % (where, self.version, installed, self.release_sha256, self.version),
+                version=self.version, release=self.release, installed_sha256=installed,
+                bundle_sha256=self.release_sha256)
+        if not check_paths:
+            return True
         return sorted(m.get("paths", [])) == sorted(f["path"] for f in self.files)
+
+    def running(self):
+        """The release current points at: its version and identity, or None."""
+        target = self.current_target()
+        if not target:
+            return None
+        path = os.path.join(self.root, target)
+        try:
+            with open(os.path.join(path, MARKER)) as f:
+                m = json.load(f)
+        except (OSError, ValueError):
+            return {"version": os.path.basename(target), "release_sha256": None}
+        return {"version": m.get("version") or os.path.basename(target), "release_sha256": self.identity(m, path)}
 
     def in_store(self, digest, size):
         try:
@@ -208,7 +279,8 @@ class Release:
             with open(os.path.join(work, "manifest.json"), "wb") as out:
                 out.write(self.manifest_raw)
             with open(os.path.join(work, MARKER), "w") as out:
-                json.dump({"manifest_sha256": self.manifest_sha256, "version": self.version,
+                json.dump({"manifest_sha256": self.manifest_sha256, "release_sha256": self.release_sha256,
+                           "version": self.version,
                            "installed": int(time.time()), "paths": sorted(f["path"] for f in self.files)}, out)
             os.chmod(work, 0o755)
             if os.path.isdir(self.release):
@@ -223,21 +295,55 @@ class Release:
                         % (self.version, self.releases), version=self.version)
             raise
 
-    def activate(self):
-        """Point current at this release (and previous at the one it replaces), each with one rename."""
+    def activate(self, previous=None):
+        """Point current at this release (and previous at the one it replaces, or at the release `previous`),
+        each with one rename. Returns whether a link changed."""
         rel = os.path.join("releases", self.version)
         old = self.current_target()
-        if old == rel:
-            return False
-        for name, target in (("previous", old), ("current", rel)):
-            if target is None:
+        changed = False
+        if previous == "":  # no previous link at all
+            prev = None
+            if os.path.lexists(os.path.join(self.root, "previous")):
+                os.unlink(os.path.join(self.root, "previous"))
+                changed = True
+        elif previous is not None:
+            prev = os.path.join("releases", previous)
+        else:
+            prev = old if old != rel else self._link("previous")
+        for name, target in (("previous", prev), ("current", rel)):
+            if target is None or self._link(name) == target:
                 continue
+            changed = True
             tmp = os.path.join(self.root, ".%s.%d" % (name, os.getpid()))
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             os.symlink(target, tmp)
             os.replace(tmp, os.path.join(self.root, name))
-        return True
+        return changed
+
+    def check_previous(self, previous):
+        if not previous:
+            return
+        if previous == self.version or "/" in previous or previous.startswith("."):
+            self.module.fail_json(msg="previous=%r must name another release version than %s"
+                                      % (previous, self.version))
+        if not os.path.isfile(os.path.join(self.releases, previous, MARKER)):
+            self.module.fail_json(
+                msg="previous=%s: release %s is not unpacked on this host (releases: %s)"
+                    % (previous, previous, ", ".join(self.installed()) or "none"))
+
+    def switch_pending(self, previous):
+        """Whether activate(previous) would change a link."""
+        if previous == "":
+            return self.current_target() != os.path.join("releases", self.version) or self._link("previous") is not None
+        return self.current_target() != os.path.join("releases", self.version) or (
+            previous is not None and self._link("previous") != os.path.join("releases", previous))
+
+    def installed(self):
+        if not os.path.isdir(self.releases):
+            return []
+        return sorted(n for n in os.listdir(self.releases)
+                      if not n.startswith(".") and os.path.isfile(os.path.join(self.releases, n, MARKER)))
 
     def prune(self):
         keep = self.module.params["keep"]
@@ -274,6 +380,18 @@ class Release:
             return None
 
 
+def switched(module, r, previous, result):
+    """A rollback to a release already on this host: it must be complete and the one this manifest names."""
+    if not r.complete(check_paths=False):
+        module.fail_json(msg="release %s is not unpacked on this host (releases: %s); nothing was switched"
+                             % (r.version, ", ".join(r.installed()) or "none"), **result)
+    r.check_previous(previous)
+    result.update(complete=True, missing=[], missing_small=[], missing_large=[], changed=r.switch_pending(previous))
+    if result["changed"] and not module.check_mode:
+        r.activate(previous)
+    module.exit_json(**result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -282,7 +400,8 @@ def main():
             content=dict(type="str"),
             include=dict(type="list", elements="str", default=["*"]),
             exclude=dict(type="list", elements="str", default=["controller/*"]),
-            state=dict(type="str", default="present", choices=["planned", "present", "active"]),
+            state=dict(type="str", default="present", choices=["planned", "present", "active", "switched"]),
+            previous=dict(type="str"),
             keep=dict(type="int", default=3),
             batch_max_size=dict(type="int", default=16 << 20),
             verify_store=dict(type="bool", default=True),
@@ -290,13 +409,18 @@ def main():
         supports_check_mode=True,
     )
     r = Release(module)
-    result = dict(changed=False, version=r.version, release=r.release, files=len(r.files))
+    state = module.params["state"]
+    previous = module.params["previous"]  # None: the release current leaves; "": no previous link
+    result = dict(changed=False, version=r.version, release=r.release, files=len(r.files),
+                  release_sha256=r.release_sha256, running=r.running(),
+                  previous_version=os.path.basename(r._link("previous")) if r._link("previous") else None)
+    if state == "switched":
+        switched(module, r, previous, result)
     complete = r.complete()
     missing = [] if complete else r.missing()
     small = [d for d in missing if r.needed[d]["size"] <= module.params["batch_max_size"]]
     result.update(missing=missing, complete=complete, missing_small=small,
                   missing_large=[d for d in missing if d not in set(small)])
-    state = module.params["state"]
     if state == "planned":
         module.exit_json(**result)
     if state == "present":
@@ -312,10 +436,12 @@ def main():
     if not complete and not module.check_mode:
         module.fail_json(msg="release %s is not installed on this host; run the bundle role first" % r.version,
                          **result)
-    if r.current_target() != os.path.join("releases", r.version):
+    if complete:
+        r.check_previous(previous)
+    if r.switch_pending(previous):
         result["changed"] = True
         if not module.check_mode:
-            r.activate()
+            r.activate(previous)
     if not module.check_mode:
         removed, freed = r.prune()
         result.update(pruned=removed, freed_bytes=freed, changed=result["changed"] or bool(removed))
