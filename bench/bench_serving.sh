@@ -5,7 +5,8 @@
 # - ASR requests/s through the balancer with one worker (the other drained with airlock-lb) and with two,
 #   same load (240 requests at concurrency 8), three rounds alternating one/two workers, medians;
 # - each unit's `systemd-analyze security` exposure score.
-# Writes bench/results/serving.json. Needs scripts/setup.sh done (root). Leaves the fleet destroyed.
+# Writes bench/results/serving.json. Needs scripts/setup.sh done (root). Leaves the fleet destroyed
+# (BENCH_KEEP=1 keeps it running, e.g. for `molecule verify -s fleet`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -67,5 +68,5 @@ print(json.dumps({
     "loadavg_after": loadavg,
 }, indent=2))
 EOF
-molecule destroy -s fleet >/dev/null
+[[ ${BENCH_KEEP:-0} == 1 ]] || molecule destroy -s fleet >/dev/null
 cat "$out"

@@ -268,6 +268,21 @@ def controller_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def refuse_delta_gaps(manifest: dict[str, Any], files: list[dict[str, Any]]) -> None:
+    """A delta bundle leaves blobs to its base; the control node cannot be installed from such a gap."""
+    base = manifest.get("base")
+    if not isinstance(base, dict):
+        return
+    provided = set(base.get("provides") or [])
+    gaps = [f["path"] for f in files if f["sha256"] in provided]
+    if gaps:
+        raise BootstrapError(
+            f"this is a delta bundle over {base.get('name')}-{base.get('version')} and {len(gaps)} controller "
+            f"file(s) are only in that base (e.g. {gaps[0]})", 9,
+            "install the control node from the full bundle of this release (built without --base), or keep "
+            "the control node installed from the base: it deploys this delta")
+
+
 def _hash_file(path: Path) -> tuple[str, int]:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest(), f.tell()
@@ -480,6 +495,7 @@ def run(bundle: Path, dest: Path, pubkeys: list[str]) -> int:
         return 0
     check_host(ctrl)
     files = controller_files(manifest)
+    refuse_delta_gaps(manifest, files)
     check_files(bundle, files)
     _say(f"{len(files)} controller files match the signed manifest")
     _check_dest(dest)

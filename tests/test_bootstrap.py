@@ -370,3 +370,19 @@ def test_build_then_bootstrap_offline(tmp_path: Path, keypair: tuple[Path, Path]
     r = _offline([str(py), "-I", "-S", str(boot), str(tampered), "--pubkey", str(pub), "--dest", str(d2)])
     assert r.returncode == 8 and core in r.stderr and "do not match the signed manifest" in r.stderr, r.stderr
     assert not (d2 / "venv").exists()
+
+
+def test_a_delta_whose_controller_files_are_in_its_base_is_refused_by_name() -> None:
+    wheel = {"path": "controller/wheels/a-1-py3-none-any.whl", "sha256": "a" * 64, "size": 1}
+    boot = {"path": "controller/bootstrap.py", "sha256": "b" * 64, "size": 2}
+    manifest: dict[str, Any] = {"files": [wheel, boot],
+                                "base": {"name": "demo", "version": "1.0.0", "provides": ["a" * 64]}}
+    files = bootstrap.controller_files(manifest)
+    with pytest.raises(BootstrapError) as exc:
+        bootstrap.refuse_delta_gaps(manifest, files)
+    assert exc.value.code == 9
+    assert "delta bundle over demo-1.0.0" in str(exc.value) and wheel["path"] in str(exc.value)
+    assert "full bundle" in (exc.value.hint or "")
+    # a delta that carries every controller file itself, and a full bundle, pass
+    bootstrap.refuse_delta_gaps({**manifest, "base": {**manifest["base"], "provides": ["c" * 64]}}, files)
+    bootstrap.refuse_delta_gaps({"files": [wheel, boot]}, files)
