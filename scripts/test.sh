@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything (scripts/setup.sh: system packages, .venv, the podman test fleet), then run the
 # linters, the type checker, the whole pytest suite and the Molecule scenarios.
-# AIRLOCK_SKIP_MOLECULE=1 leaves the Molecule scenarios out (for a quick run).
+# AIRLOCK_SKIP_MOLECULE=1 leaves the Molecule scenarios out (for a quick run); AIRLOCK_UPGRADE_SCENARIO=1 adds
+# the rolling-upgrade scenario; AIRLOCK_PATCH_PROOFS=all proves every patched release, not a representative set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,7 +21,10 @@ ansible-lint -q
 echo "== pytest" >&2
 pytest "$@"
 if [[ ${AIRLOCK_SKIP_MOLECULE:-0} != 1 ]]; then
-  for scenario in default fleet; do
+  scenarios=(default fleet)
+  # rolling upgrades under load (three bundles, four rollouts): about half an hour more on 2 cores
+  [[ ${AIRLOCK_UPGRADE_SCENARIO:-0} == 1 ]] && scenarios+=(upgrade)
+  for scenario in "${scenarios[@]}"; do
     echo "== molecule test -s $scenario" >&2
     molecule test -s "$scenario"
   done
