@@ -54,7 +54,8 @@ RELEASES = (
 )
 #: one release per variant of the VAD patch (and so of both variants of the version-check patch); by
 #: default the last of the first version-check variant and the locked release (AIRLOCK_PATCH_PROOFS=all: every one)
-RUN = proof_releases(("1.2.2", "1.2.7", "1.3.1", "1.3.2", "1.3.9", "1.3.10", LOCKED), ("1.3.1", LOCKED))
+RUN_ALL = ("1.2.2", "1.2.7", "1.3.1", "1.3.2", "1.3.9", "1.3.10", LOCKED)
+RUN = proof_releases(RUN_ALL, ("1.3.1", LOCKED))
 
 
 def _catalog():
@@ -84,7 +85,7 @@ def test_catalogue_entries_cover_every_release_of_the_spec_range() -> None:
             assert match(patch, v) == (None, None), f"{patch.id}: {v} was not checked: it must stay unchecked"
     assert len(patches[CHECK_ID].meta.variants) == 2
     assert len(patches[VAD_ID].meta.variants) == 7
-    assert {match(patches[VAD_ID], v)[0].versions for v in RUN} == {v.versions for v in patches[VAD_ID].meta.variants}
+    assert {match(patches[VAD_ID], v)[0].versions for v in RUN_ALL} == {v.versions for v in patches[VAD_ID].meta.variants}
     assert CRASH in patches[VAD_ID].meta.why
     assert "https://pypi.org/pypi/funasr/json" in patches[CHECK_ID].meta.why
 
