@@ -4,11 +4,14 @@ files the patch names), and against a local index that ignores Range and lists a
 from __future__ import annotations
 
 import http.server
+import io
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
@@ -81,11 +84,20 @@ def local_index(tmp_path: Path, idna_wheel: Path) -> Iterator[tuple[str, Path]]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Quiet(*a, directory=str(root)))
     base = f"http://127.0.0.1:{server.server_address[1]}"
     shutil.copy(idna_wheel, root / idna_wheel.name)
+    # an sdist with the wheel's files under idna-3.10.2/ (a release published without a wheel is read from it)
+    with zipfile.ZipFile(idna_wheel) as zf, tarfile.open(root / "y.tar.gz", "w:gz") as tar:
+        for name in zf.namelist():
+            if name.startswith("idna/"):
+                data = zf.read(name)
+                info = tarfile.TarInfo(f"idna-3.10.2/{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     whl = {"filename": idna_wheel.name, "url": f"{base}/{idna_wheel.name}", "yanked": False}
     releases = {
         "3.10": [whl, {"filename": "idna-3.10.tar.gz", "url": f"{base}/x.tar.gz", "yanked": False}],
         "3.10.1": [{**whl, "yanked": True}],  # inside the range, but yanked: skipped and listed
         "3.10.2": [{"filename": "idna-3.10.2.tar.gz", "url": f"{base}/y.tar.gz", "yanked": False}],  # no wheel
+        "3.10.3": [{"filename": "idna-3.10.3.zip", "url": f"{base}/z.zip", "yanked": False}],  # nothing readable
         "3.12": [whl],
     }
     (root / "pypi" / "idna").mkdir(parents=True)
@@ -108,6 +120,8 @@ def test_check_local_index_without_range(tmp_path: Path, local_index: tuple[str,
     assert requests == 1 and members["idna/compat.py"] is not None  # the whole file came at once, and was used
     (p,) = check_catalog(load_catalog([cat]), base).patches
     assert [(r.version, r.problems) for r in p.releases] == [
-        ("3.10", ()), ("3.10.2", ("no py3-none-any or cp311 manylinux x86_64 wheel to check",))]
+        ("3.10", ()), ("3.10.2", ()),
+        ("3.10.3", ("no py3, cp311 or abi3 manylinux x86_64 wheel and no sdist to check",))]
+    assert [r.wheel for r in p.releases][:2] == ["idna-3.10-py3-none-any.whl", "idna-3.10.2.tar.gz"]
     assert p.yanked == ("3.10.1",)
     assert p.unchecked_newer == ("3.12",)
