@@ -22,7 +22,9 @@ LOCK = ROOT / "models.lock"
 
 def lock_pins(lock: Path = LOCK) -> list[str]:
     wheels = json.loads(lock.read_text(encoding="utf-8"))["python"]["wheels"]
-    return sorted(f"{w['name']}=={w['version']}" for w in wheels if not w["url"].startswith("sdist-build:"))
+    # wheels the lock builds (from sdists, or this repository's own project: "local:") are not on the index
+    return sorted(f"{w['name']}=={w['version']}" for w in wheels
+                  if not w["url"].startswith(("sdist-build:", "local:")))
 
 
 def locked_version(name: str, lock: Path = LOCK) -> str:
