@@ -268,3 +268,21 @@ def test_wav_header_lies_about_length(client: TestClient, clips: dict[str, bytes
     struct.pack_into("<I", data, pos + 4, 10**9)
     r = post(client, bytes(data))
     assert r.status_code == 400 and r.json()["error"]["code"] == "truncated_audio"
+
+
+def test_release_from_the_deploy_is_in_every_answer(asr_models: tuple[Path, Path], clips: dict[str, bytes],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # the units set AIRLOCK_RELEASE; a rolling upgrade reads which release answered from the header
+    monkeypatch.setenv("AIRLOCK_RELEASE", "2.0.0")
+    with TestClient(build_app(settings_for(asr_models))) as c:
+        health = c.get("/health")
+        assert health.json() == {"status": "ok", "release": "2.0.0"}
+        assert health.headers["X-Airlock-Release"] == "2.0.0"
+        r = c.post("/v1/audio/transcriptions", files={"file": ("a.wav", next(iter(clips.values())), "audio/wav")})
+        assert r.status_code == 200 and r.headers["X-Airlock-Release"] == "2.0.0"
+        bad = c.post("/v1/audio/transcriptions", files={"file": ("x.wav", b"not audio", "audio/wav")})
+        assert bad.status_code >= 400 and bad.headers["X-Airlock-Release"] == "2.0.0"
+    monkeypatch.delenv("AIRLOCK_RELEASE")
+    with TestClient(build_app(settings_for(asr_models))) as c:
+        health = c.get("/health")
+        assert health.json() == {"status": "ok"} and "X-Airlock-Release" not in health.headers
