@@ -142,3 +142,18 @@ def test_model_card_license(model_dir: Path) -> None:
     card = (model_dir / "README.md").read_text()
     front = card.split("---\n")[1]
     assert "license: apache-2.0" in front.splitlines()
+
+
+def test_ms_textcls_layout_and_reproducible(tmp_path: Path) -> None:
+    a = tinymodels.make_tiny_ms_textcls(tmp_path / "a")
+    b = tinymodels.make_tiny_ms_textcls(tmp_path / "b")
+    files = sorted(p.name for p in a.iterdir())
+    assert files == ["README.md", "config.json", "configuration.json", "model.safetensors", "vocab.txt"]
+    assert all((a / n).read_bytes() == (b / n).read_bytes() for n in files)  # byte-for-byte reproducible
+    conf = json.loads((a / "configuration.json").read_text())
+    assert conf["framework"] == "pytorch" and conf["task"] == "text-classification"
+    cfg = json.loads((a / "config.json").read_text())
+    assert cfg["num_labels"] == len(tinymodels.MS_TEXTCLS_LABELS)
+    assert cfg["vocab_size"] == len((a / "vocab.txt").read_text().splitlines())
+    tensors = load_file(str(a / "model.safetensors"))
+    assert tensors["classifier.weight"].shape == (cfg["num_labels"], cfg["hidden_size"])
