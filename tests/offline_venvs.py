@@ -132,6 +132,28 @@ def proof_releases(every: Sequence[str], default: Sequence[str]) -> tuple[str, .
     return tuple(every) if os.environ.get(PROOFS_ENV, "").lower() == "all" else tuple(default)
 
 
+def linked_copy(venv: Path, dest: Path, *, real: Sequence[str] = ()) -> Path:
+    """A private copy of a cached venv made of hard links (seconds and no space, even for 4 GB).
+
+    Safe to patch: the patchers replace a file by renaming a new one over it (a new inode), and so do
+    Python's .pyc writes, so the cached venv never changes. Packages named in `real` are copied for real
+    anyway, so that holds whatever writes to them. Falls back to a full copy across file systems.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    if subprocess.run(["cp", "-al", str(venv), str(dest)], capture_output=True).returncode != 0:
+        shutil.rmtree(dest, ignore_errors=True)
+        return copy_venv(venv, dest)
+    (dest / ".complete").unlink(missing_ok=True)
+    for name in real:
+        pkg = site_packages(dest) / name
+        tmp = pkg.with_name(f"{name}.airlock-copy")
+        shutil.copytree(pkg, tmp, symlinks=True)
+        shutil.rmtree(pkg)
+        tmp.rename(pkg)
+    return dest
+
+
 def can_unshare() -> bool:
     return shutil.which("unshare") is not None and subprocess.run(
         ["unshare", "-n", "true"], capture_output=True).returncode == 0
@@ -174,6 +196,7 @@ __all__ = [
     "OfflineRun",
     "can_unshare",
     "copy_venv",
+    "linked_copy",
     "make_venv",
     "proof_releases",
     "run_offline",

@@ -34,7 +34,7 @@ import pytest
 from tests.hubs import MSHub
 from tests.modelscope_offline.venvs import VENVS
 from tests.offline_venvs import VENVS as VENV_CACHE
-from tests.offline_venvs import OfflineRun, copy_venv, make_venv, run_offline, site_packages
+from tests.offline_venvs import OfflineRun, linked_copy, make_venv, run_offline, site_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "packager" / "patches"
@@ -96,23 +96,6 @@ def test_the_offline_switch_is_the_only_condition_the_download_patch_adds() -> N
 
 # --- the venvs, the model and the filled cache --------------------------------------------------------------
 
-def _linked_copy(venv: Path, dest: Path) -> Path:
-    """A private copy of a cached venv to patch: hard links (fast), except ``modelscope/``, copied for real.
-
-    The patcher replaces files by renaming a new file over them, so a link is never written through; the
-    real copy of the package makes that true whatever does the writing. Falls back to a full copy."""
-    if subprocess.run(["cp", "-al", str(venv), str(dest)], capture_output=True).returncode != 0:
-        shutil.rmtree(dest, ignore_errors=True)
-        return copy_venv(venv, dest)
-    (dest / ".complete").unlink(missing_ok=True)
-    pkg = site_packages(dest) / "modelscope"
-    tmp = pkg.with_name("modelscope.airlock-copy")
-    shutil.copytree(pkg, tmp, symlinks=True)
-    shutil.rmtree(pkg)
-    tmp.rename(pkg)
-    return dest
-
-
 @dataclass(frozen=True)
 class Release:
     version: str
@@ -146,7 +129,7 @@ def release(request: pytest.FixtureRequest) -> Iterator[Release]:
     VENV_CACHE.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"modelscope-{version}-proof-", dir=VENV_CACHE))  # same fs: hard links
     try:
-        venv = _linked_copy(cached, root / "venv")
+        venv = linked_copy(cached, root / "venv", real=["modelscope"])
         from packager.patching.venv import installed_version
 
         assert installed_version(venv, "modelscope") == version

